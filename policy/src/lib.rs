@@ -1,1 +1,21 @@
-//! placeholder
+//! Lakeward's authorization core: loads and validates the Cedar schema and policies the gateway
+//! decides with, turns what the gateway knows about a request into a Cedar request and entity
+//! set, decides it, and evaluates Databricks-style IP access lists. Cedar types stay inside this
+//! crate; callers see [`PolicyBundle`], [`AuthzRequest`], [`Decision`] and [`IpAccessPolicy`].
+//!
+//! **Architecture invariant:** this crate is pure. The only I/O is reading the policy directory
+//! in [`PolicyBundle::load_dir`] (and [`validate_dir`]); there is no async runtime, network or
+//! global state, and a decision is a function of (request, entities, policy set) alone. It
+//! depends on no other workspace crate.
+
+mod check;
+mod error;
+mod ip_access;
+mod policy_set;
+mod request;
+
+pub use check::{check, validate_dir, ValidationReport};
+pub use error::{PolicyError, PolicyWarning};
+pub use ip_access::{parse_entry, IpAccessPolicy, IpVerdict, Ipv4Net, ListKind};
+pub use policy_set::{Decision, PolicyBundle};
+pub use request::{AuthzRequest, PrincipalInput, PrincipalKind, ResourceInput};
