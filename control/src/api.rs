@@ -1,0 +1,261 @@
+//! The HTTP API: the route table, and the one middleware every request goes through.
+//!
+//! A request's life: [`authenticate`] verifies the identity assertion (401 and nothing else
+//! when it does not) and stores the claims in the request's extensions; the route's
+//! extractors ([`extract`]) turn them into a caller (a workspace member, an account admin, or
+//! the gateway), refusing what the caller may not reach; the handler runs, with any write in
+//! one store transaction; on the way out [`authenticate`] stamps the store's state version on
+//! the response, whatever it is (errors and 404s included).
+
+mod account_settings;
+mod extract;
+mod internal;
+mod ip_lists;
+mod me;
+mod scim;
+mod tokens;
+mod workspace_conf;
+mod workspaces;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::Config;
+use crate::error::ControlError;
+use crate::store::{self, Store};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::Router;
+use extract::Caller;
+use lakeward_common::assertion::{AssertionKey, IDENTITY_HEADER};
+use lakeward_common::internal::{self as wire, STATE_VERSION_HEADER};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<Store>,
+    key: AssertionKey,
+    config: Config,
+    /// The account id never changes once bootstrapped, so it is read once.
+    account: OnceLock<store::accounts::Account>,
+    /// Set when the server begins a graceful shutdown, so long-polls answer at once.
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    pub(crate) fn new(store: Arc<Store>, key: AssertionKey, config: Config) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                config,
+                account: OnceLock::new(),
+                shutdown: watch::channel(false).0,
+            }),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Ends pending long-polls; called when graceful shutdown starts.
+    pub(crate) fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// The account, if bootstrap has run (on this replica or another).
+    pub(crate) async fn account(&self) -> Result<Option<store::accounts::Account>, ControlError> {
+        if let Some(account) = self.inner.account.get() {
+            return Ok(Some(account.clone()));
+        }
+        let mut conn = self.store().conn().await?;
+        let account = store::accounts::get(&mut conn).await?;
+        if let Some(account) = &account {
+            let _ = self.inner.account.set(account.clone());
+        }
+        Ok(account)
+    }
+}
+
+/// The route table. Paths follow Databricks' (reference sections 2.1-2.5, 2.13, 2.15) and
+/// `lakeward_common::internal`.
+pub(crate) fn router(state: AppState) -> Router {
+    let accounts = "/api/2.0/accounts/{account_id}";
+    Router::new()
+        .route("/api/2.0/preview/scim/v2/Me", get(me::me))
+        .route(
+            "/api/2.0/preview/scim/v2/Users",
+            get(scim::users::list).post(scim::users::create),
+        )
+        .route(
+            "/api/2.0/preview/scim/v2/Users/{id}",
+            get(scim::users::get)
+                .patch(scim::users::patch)
+                .delete(scim::users::delete),
+        )
+        .route(
+            "/api/2.0/preview/scim/v2/ServicePrincipals",
+            get(scim::service_principals::list).post(scim::service_principals::create),
+        )
+        .route(
+            "/api/2.0/preview/scim/v2/ServicePrincipals/{id}",
+            get(scim::service_principals::get)
+                .patch(scim::service_principals::patch)
+                .delete(scim::service_principals::delete),
+        )
+        .route(
+            "/api/2.0/preview/scim/v2/Groups",
+            get(scim::groups::list).post(scim::groups::create),
+        )
+        .route(
+            "/api/2.0/preview/scim/v2/Groups/{id}",
+            get(scim::groups::get)
+                .patch(scim::groups::patch)
+                .delete(scim::groups::delete),
+        )
+        // Personal access tokens, for the caller's own tokens.
+        .route("/api/2.0/token/create", post(tokens::create))
+        .route("/api/2.0/token/list", get(tokens::list))
+        .route("/api/2.0/token/delete", post(tokens::delete))
+        .route("/api/2.0/token/{token_id}", patch(tokens::update))
+        // Token management, workspace admins only.
+        .route("/api/2.0/token-management/tokens", get(tokens::admin_list))
+        .route(
+            "/api/2.0/token-management/tokens/{token_id}",
+            get(tokens::admin_get)
+                .delete(tokens::admin_delete)
+                .patch(tokens::admin_update),
+        )
+        .route(
+            "/api/2.0/token-management/on-behalf-of/tokens",
+            post(tokens::create_on_behalf_of),
+        )
+        // Workspace IP access lists and settings.
+        .route(
+            "/api/2.0/ip-access-lists",
+            get(ip_lists::workspace_list).post(ip_lists::workspace_create),
+        )
+        .route(
+            "/api/2.0/ip-access-lists/{list_id}",
+            get(ip_lists::workspace_get)
+                .patch(ip_lists::workspace_update)
+                .put(ip_lists::workspace_replace)
+                .delete(ip_lists::workspace_delete),
+        )
+        .route(
+            "/api/2.0/workspace-conf",
+            get(workspace_conf::get_conf).patch(workspace_conf::set_conf),
+        )
+        // Account administration.
+        .route(
+            &format!("{accounts}/workspaces"),
+            get(workspaces::list).post(workspaces::create),
+        )
+        .route(
+            &format!("{accounts}/workspaces/{{workspace_id}}"),
+            get(workspaces::get)
+                .patch(workspaces::update)
+                .delete(workspaces::delete),
+        )
+        .route(
+            &format!("{accounts}/ip-access-lists"),
+            get(ip_lists::account_list).post(ip_lists::account_create),
+        )
+        .route(
+            &format!("{accounts}/ip-access-lists/{{list_id}}"),
+            get(ip_lists::account_get)
+                .patch(ip_lists::account_update)
+                .put(ip_lists::account_replace)
+                .delete(ip_lists::account_delete),
+        )
+        .route(
+            &format!("{accounts}/settings/types/acct_ip_acl_enable/names/default"),
+            get(account_settings::get)
+                .patch(account_settings::update)
+                .delete(account_settings::delete),
+        )
+        // The gateway's internal API.
+        .route(wire::SNAPSHOT_PATH, get(internal::snapshot))
+        .route(wire::RESOLVE_TOKEN_PATH, post(internal::resolve_token))
+        .route(
+            wire::RESOLVE_PRINCIPAL_PATH,
+            post(internal::resolve_principal),
+        )
+        .route(wire::CHANGES_PATH, get(internal::changes))
+        .route(wire::READY_PATH, get(internal::ready))
+        .fallback(no_route)
+        // A known path with another method is as unknown to the client as any other path
+        // (and says nothing about which internal routes exist).
+        .method_not_allowed_fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
+        .with_state(state)
+}
+
+/// 404 `ENDPOINT_NOT_FOUND` for anything the table does not route.
+async fn no_route(method: Method, uri: Uri) -> ControlError {
+    let path: String = uri.path().chars().take(200).collect();
+    ControlError::EndpointNotFound(format!("no API found for `{method} {path}`"))
+}
+
+/// Verifies the identity assertion, runs the request, and stamps the state version.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let verified = match request.headers().get(IDENTITY_HEADER) {
+        None => Err("identity assertion missing".to_owned()),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| "identity assertion invalid".to_owned())
+            .and_then(|text| state.inner.key.verify(text).map_err(|e| e.to_string())),
+    };
+    let mut response = match verified {
+        Ok(claims) => {
+            let span = tracing::info_span!(
+                "control_request",
+                method = %request.method(),
+                path = %request.uri().path(),
+                request_id = %claims.request_id,
+                principal = %claims.sub,
+            );
+            request.extensions_mut().insert(Caller(Arc::new(claims)));
+            next.run(request).instrument(span).await
+        }
+        Err(reason) => {
+            tracing::info!(%reason, path = %request.uri().path(), "unauthenticated request refused");
+            ControlError::Unauthenticated(reason).into_response()
+        }
+    };
+    // Read from the store, not from memory: another replica may have moved it on.
+    let version = match state.store().version().await {
+        Ok(version) => version,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the state version");
+            state.store().known_version()
+        }
+    };
+    response
+        .headers_mut()
+        .insert(STATE_VERSION_HEADER, HeaderValue::from(version));
+    response
+}

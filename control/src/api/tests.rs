@@ -1,0 +1,11 @@
+//! HTTP-level tests: each drives the router (in process, with `tower::ServiceExt::oneshot`,
+//! or over a real socket in `lifecycle`) with signed assertions, on SQLite and on PostgreSQL.
+
+mod account;
+mod auth;
+mod internal;
+mod ip_lists;
+mod lifecycle;
+mod scim;
+mod tokens;
+mod workspace_conf;
