@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 /// Response header with the control plane's state version after the request.
 pub const STATE_VERSION_HEADER: &str = "x-lakeward-state-version";
 
+/// The Redis pub/sub channel on which control-plane replicas announce their state version
+/// (the decimal string, e.g. `"42"`) after each committed change, when Redis is configured.
+/// Best effort: a message may be lost or coalesced with a later one, so it only speeds up what
+/// [`CHANGES_PATH`] and [`STATE_VERSION_HEADER`] already guarantee.
+pub const STATE_VERSION_CHANNEL: &str = "lakeward:state-version";
+
 /// `GET`: the whole [`GatewaySnapshot`].
 pub const SNAPSHOT_PATH: &str = "/internal/v1/snapshot";
 /// `POST` [`ResolveTokenRequest`] → [`ResolvedToken`], or 404 when no such token exists.
@@ -106,6 +112,10 @@ pub struct PrincipalRecord {
     pub display_name: String,
     pub active: bool,
     pub groups: Vec<GroupRecord>,
+    /// Workspaces in which the principal may use personal access tokens: it is an admin there,
+    /// or holds `CAN_USE` on `authorization/tokens` directly or through a group.
+    #[serde(default)]
+    pub token_use_workspaces: Vec<i64>,
 }
 
 /// A group. `workspace_id` is `None` for account-level groups.
@@ -166,6 +176,7 @@ mod tests {
                 GroupRecord { id: "10".into(), display_name: "admins".into(), workspace_id: Some(5) },
                 GroupRecord { id: "11".into(), display_name: "users".into(), workspace_id: Some(6) },
             ],
+            token_use_workspaces: vec![5],
         };
         assert!(p.is_workspace_admin(5));
         assert!(p.is_workspace_member(5));

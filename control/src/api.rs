@@ -12,6 +12,7 @@ mod extract;
 mod internal;
 mod ip_lists;
 mod me;
+mod permissions;
 mod scim;
 mod tokens;
 mod workspace_conf;
@@ -97,12 +98,14 @@ impl AppState {
     }
 }
 
-/// The route table. Paths follow Databricks' (reference sections 2.1-2.5, 2.13, 2.15) and
+/// The route table. Paths follow Databricks' (reference sections 2.1-2.5, 2.13-2.15) and
 /// `lakeward_common::internal`.
 pub(crate) fn router(state: AppState) -> Router {
     let accounts = "/api/2.0/accounts/{account_id}";
     Router::new()
         .route("/api/2.0/preview/scim/v2/Me", get(me::me))
+        // SCIM, the workspace's directory and the account's: the same handlers, which take
+        // the directory from the route (see `scim::ScimCaller`).
         .route(
             "/api/2.0/preview/scim/v2/Users",
             get(scim::users::list).post(scim::users::create),
@@ -110,6 +113,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/2.0/preview/scim/v2/Users/{id}",
             get(scim::users::get)
+                .put(scim::users::replace)
                 .patch(scim::users::patch)
                 .delete(scim::users::delete),
         )
@@ -120,6 +124,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/2.0/preview/scim/v2/ServicePrincipals/{id}",
             get(scim::service_principals::get)
+                .put(scim::service_principals::replace)
                 .patch(scim::service_principals::patch)
                 .delete(scim::service_principals::delete),
         )
@@ -130,6 +135,40 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/2.0/preview/scim/v2/Groups/{id}",
             get(scim::groups::get)
+                .put(scim::groups::replace)
+                .patch(scim::groups::patch)
+                .delete(scim::groups::delete),
+        )
+        .route(
+            &format!("{accounts}/scim/v2/Users"),
+            get(scim::users::list).post(scim::users::create),
+        )
+        .route(
+            &format!("{accounts}/scim/v2/Users/{{id}}"),
+            get(scim::users::get)
+                .put(scim::users::replace)
+                .patch(scim::users::patch)
+                .delete(scim::users::delete),
+        )
+        .route(
+            &format!("{accounts}/scim/v2/ServicePrincipals"),
+            get(scim::service_principals::list).post(scim::service_principals::create),
+        )
+        .route(
+            &format!("{accounts}/scim/v2/ServicePrincipals/{{id}}"),
+            get(scim::service_principals::get)
+                .put(scim::service_principals::replace)
+                .patch(scim::service_principals::patch)
+                .delete(scim::service_principals::delete),
+        )
+        .route(
+            &format!("{accounts}/scim/v2/Groups"),
+            get(scim::groups::list).post(scim::groups::create),
+        )
+        .route(
+            &format!("{accounts}/scim/v2/Groups/{{id}}"),
+            get(scim::groups::get)
+                .put(scim::groups::replace)
                 .patch(scim::groups::patch)
                 .delete(scim::groups::delete),
         )
@@ -149,6 +188,27 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(
             "/api/2.0/token-management/on-behalf-of/tokens",
             post(tokens::create_on_behalf_of),
+        )
+        // Permissions: token usage, then every other object type.
+        .route(
+            "/api/2.0/permissions/authorization/tokens",
+            get(permissions::get_tokens)
+                .put(permissions::set_tokens)
+                .patch(permissions::update_tokens),
+        )
+        .route(
+            "/api/2.0/permissions/authorization/tokens/permissionLevels",
+            get(permissions::token_levels),
+        )
+        .route(
+            "/api/2.0/permissions/{object_type}/{object_id}",
+            get(permissions::get_object)
+                .put(permissions::set_object)
+                .patch(permissions::set_object),
+        )
+        .route(
+            "/api/2.0/permissions/{object_type}/{object_id}/permissionLevels",
+            get(permissions::get_object),
         )
         // Workspace IP access lists and settings.
         .route(

@@ -25,6 +25,12 @@ pub struct Config {
     /// While a `changes` long-poll waits, how often it re-reads the version from the store, so
     /// that changes committed by another replica are noticed.
     pub changes_poll_interval_ms: u64,
+    /// A `redis://[:password@]host[:port][/db]` URL. When set, after each committed change this
+    /// replica publishes the new state version on the Redis channel
+    /// [`lakeward_common::internal::STATE_VERSION_CHANNEL`], so gateways learn of it at once
+    /// instead of at their next long-poll. Best effort: while Redis is unreachable, writes
+    /// still succeed and the failure is logged. `None` (the default) publishes nothing.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -36,6 +42,7 @@ impl Default for Config {
             workspace_domain: None,
             changes_timeout_secs: 25,
             changes_poll_interval_ms: 500,
+            redis_url: None,
         }
     }
 }
@@ -77,6 +84,13 @@ impl Config {
                 "control.changes_poll_interval_ms: `{}` is not between 10 and 60000",
                 self.changes_poll_interval_ms
             ));
+        }
+        if let Some(url) = &self.redis_url {
+            // Never echo the URL itself: it may carry a password.
+            if !crate::fanout::is_redis_url(url) {
+                problems
+                    .push("control.redis_url: must be a `redis://host[:port][/db]` URL".to_owned());
+            }
         }
         if let Some(domain) = &self.workspace_domain {
             if !is_dns_name(domain) {
@@ -129,10 +143,30 @@ mod tests {
             workspace_domain: Some("Bad_Domain".into()),
             changes_timeout_secs: 0,
             changes_poll_interval_ms: 1,
+            redis_url: Some("http://:secret@localhost".into()),
         };
         let problems = config.validate().unwrap_err();
-        assert_eq!(problems.len(), 6, "{problems:?}");
+        assert_eq!(problems.len(), 7, "{problems:?}");
         assert!(problems.iter().all(|p| p.starts_with("control.")));
+        assert!(problems.iter().all(|p| !p.contains("secret")));
+    }
+
+    #[test]
+    fn redis_urls() {
+        let with = |url: &str| Config {
+            redis_url: Some(url.into()),
+            ..Config::default()
+        };
+        assert_eq!(with("redis://127.0.0.1:6379").validate(), Ok(()));
+        assert_eq!(with("redis://:pw@cache.internal:6380/2").validate(), Ok(()));
+        for bad in [
+            "rediss://x",
+            "127.0.0.1:6379",
+            "redis://",
+            "redis://h:notaport",
+        ] {
+            assert!(with(bad).validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

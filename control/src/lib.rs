@@ -17,6 +17,10 @@
 //! transaction as every change the gateway caches, so a gateway that sees a newer version
 //! knows to drop its caches before the caller's next request.
 //!
+//! With `redis_url` configured, each commit's version is also published on Redis
+//! ([`lakeward_common::internal::STATE_VERSION_CHANNEL`]) by a background task (`fanout`), so
+//! gateways hear of changes at once; this is best effort and never fails a request.
+//!
 //! **Architecture Invariant:** token values are never stored or logged; only their hashes
 //! ([`lakeward_common::token::hash_token`]) are kept.
 //!
@@ -27,6 +31,7 @@
 mod api;
 mod config;
 mod error;
+mod fanout;
 mod ipnet;
 mod store;
 #[cfg(test)]
@@ -37,6 +42,7 @@ pub use error::ControlError;
 
 use anyhow::Context;
 use lakeward_common::assertion::{AssertionKey, Audience};
+use lakeward_common::internal::STATE_VERSION_CHANNEL;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -70,6 +76,16 @@ impl ControlPlane {
         data_dir: &Path,
         key: AssertionKey,
     ) -> anyhow::Result<ControlPlane> {
+        Self::open_with_channel(config, data_dir, key, STATE_VERSION_CHANNEL).await
+    }
+
+    /// [`ControlPlane::open`], publishing versions on `channel` (tests use their own).
+    pub(crate) async fn open_with_channel(
+        config: &Config,
+        data_dir: &Path,
+        key: AssertionKey,
+        channel: &str,
+    ) -> anyhow::Result<ControlPlane> {
         if let Err(problems) = config.validate() {
             anyhow::bail!("invalid control configuration: {}", problems.join("; "));
         }
@@ -88,6 +104,12 @@ impl ControlPlane {
         .await
         // The URL may hold a password: name the backend, never the URL.
         .context("opening the control-plane store")?;
+        if let Some(url) = &config.redis_url {
+            // Connects lazily: a Redis that is down now delays nothing.
+            fanout::spawn(url, channel.to_owned(), store.subscribe())
+                .context("configuring the Redis publisher")?;
+            tracing::info!(channel, "publishing state versions to Redis");
+        }
         Ok(ControlPlane {
             state: api::AppState::new(Arc::new(store), key, config.clone()),
         })

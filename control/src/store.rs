@@ -18,6 +18,7 @@
 pub(crate) mod accounts;
 pub(crate) mod ip_lists;
 mod migrations;
+pub(crate) mod permissions;
 pub(crate) mod principals;
 pub(crate) mod settings;
 pub(crate) mod tokens;

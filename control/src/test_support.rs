@@ -5,6 +5,9 @@
 //! `LAKEWARD_TEST_POSTGRES_URL`; set it to `skip` to skip them). Each test gets its own schema
 //! (`search_path` set through the connection URL), dropped when the fixture is dropped, since
 //! tests run in parallel and share the database with other crates' tests.
+//!
+//! Redis tests use `redis://127.0.0.1:6379` (override with `LAKEWARD_TEST_REDIS_URL`, `skip`
+//! to skip them), each on a channel of its own, for the same reason.
 
 use crate::store::principals::{self, Principal};
 use crate::store::Store;
@@ -21,6 +24,7 @@ use sqlx::Connection;
 use tower::ServiceExt;
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,6 +69,15 @@ pub(crate) fn postgres_url() -> Option<String> {
     }
 }
 
+/// The Redis URL, or `None` when Redis tests are switched off.
+pub(crate) fn redis_url() -> Option<String> {
+    match std::env::var("LAKEWARD_TEST_REDIS_URL") {
+        Ok(url) if url == "skip" => None,
+        Ok(url) => Some(url),
+        Err(_) => Some(DEFAULT_REDIS_URL.to_owned()),
+    }
+}
+
 /// A fresh, empty store location: a temporary directory, plus a schema on PostgreSQL.
 pub(crate) struct TestDb {
     pub(crate) config: Config,
@@ -103,6 +116,19 @@ impl TestDb {
         ControlPlane::open(&self.config, self.data_dir.path(), self.key.clone())
             .await
             .unwrap()
+    }
+
+    /// Opens a control plane that publishes its versions on the Redis `channel`.
+    pub(crate) async fn open_publishing(&mut self, redis_url: &str, channel: &str) -> ControlPlane {
+        self.config.redis_url = Some(redis_url.to_owned());
+        ControlPlane::open_with_channel(
+            &self.config,
+            self.data_dir.path(),
+            self.key.clone(),
+            channel,
+        )
+        .await
+        .unwrap()
     }
 
     pub(crate) fn is_postgres(&self) -> bool {
@@ -181,6 +207,17 @@ impl Harness {
     pub(crate) async fn new(db: Db) -> Harness {
         let db = TestDb::new(db).await;
         let plane = db.open().await;
+        Harness::bootstrap(db, plane).await
+    }
+
+    /// A harness whose control plane publishes its versions on the Redis `channel`.
+    pub(crate) async fn publishing(db: Db, redis_url: &str, channel: &str) -> Harness {
+        let mut db = TestDb::new(db).await;
+        let plane = db.open_publishing(redis_url, channel).await;
+        Harness::bootstrap(db, plane).await
+    }
+
+    async fn bootstrap(db: TestDb, plane: ControlPlane) -> Harness {
         let boot = plane.bootstrap("admin@example.com").await.unwrap();
         let router = plane.router();
         let admin = {

@@ -290,6 +290,11 @@ fn strip_position(message: &str) -> String {
 pub(crate) struct PathParams(HashMap<String, String>);
 
 impl PathParams {
+    /// Whether the route has the parameter `name`.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
     /// The parameter `name`; the route table guarantees it is there.
     pub(crate) fn get(&self, name: &str) -> Result<String, ControlError> {
         self.0

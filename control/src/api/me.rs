@@ -1,6 +1,7 @@
 //! `GET /api/2.0/preview/scim/v2/Me`: the caller as a SCIM user.
 
 use super::extract::WorkspaceCaller;
+use super::scim::{groups_json, Directory};
 use crate::store::principals::{Group, Principal};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,27 +14,15 @@ pub(crate) const USER_SCHEMAS: [&str; 2] = [
     "urn:ietf:params:scim:schemas:extension:workspace:2.0:User",
 ];
 
-/// A principal as a SCIM user of `workspace_id`, with its groups of that workspace and of the
-/// account.
-pub(crate) fn user_json(p: &Principal, groups: &[Group], workspace_id: i64) -> Value {
-    let groups: Vec<Value> = groups
-        .iter()
-        .filter(|g| g.workspace_id.is_none() || g.workspace_id == Some(workspace_id))
-        .map(|g| {
-            json!({
-                "value": g.id.to_string(),
-                "display": g.display_name,
-                "type": "direct",
-                "$ref": format!("Groups/{}", g.id),
-            })
-        })
-        .collect();
+/// A principal as a SCIM user of `directory`, with its groups there (see
+/// [`Directory::shown_groups`]).
+pub(crate) fn user_json(p: &Principal, groups: &[Group], directory: Directory) -> Value {
     let mut user = json!({
         "id": p.id.to_string(),
         "userName": p.user_name,
         "displayName": p.display_name,
         "active": p.active,
-        "groups": groups,
+        "groups": groups_json(groups, directory),
         "entitlements": [],
         "schemas": USER_SCHEMAS,
     });
@@ -51,7 +40,11 @@ pub(crate) fn user_json(p: &Principal, groups: &[Group], workspace_id: i64) -> V
 /// it from this call.
 pub(crate) async fn me(caller: WorkspaceCaller) -> Response {
     let workspace_id = caller.workspace_id();
-    let user = user_json(&caller.principal, &caller.groups, workspace_id);
+    let user = user_json(
+        &caller.principal,
+        &caller.groups,
+        Directory::Workspace(workspace_id),
+    );
     (
         [("x-databricks-org-id", workspace_id.to_string())],
         Json(user),

@@ -3,9 +3,12 @@
 
 mod account;
 mod auth;
+mod fanout;
 mod internal;
 mod ip_lists;
 mod lifecycle;
+mod permissions;
 mod scim;
+mod scim_account;
 mod tokens;
 mod workspace_conf;

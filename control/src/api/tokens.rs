@@ -9,6 +9,11 @@
 //!   `INVALID_PARAMETER_VALUE`. The maximum applies to new tokens only;
 //! - while workspace-conf `enableTokensConfig` is `"false"` creation is refused with 403
 //!   `PERMISSION_DENIED` (listing and deleting still work);
+//! - creating one's own token needs `CAN_USE` on `authorization/tokens` (directly or through a
+//!   group) or workspace admin rights, else 403 `PERMISSION_DENIED` (see `permissions`).
+//!   On-behalf-of creation is an admin's act and is not checked against the service
+//!   principal's permission; the gateway refuses the token while the service principal may
+//!   not use tokens in the workspace;
 //! - a principal holds at most 600 tokens per workspace (400 `QUOTA_EXCEEDED`);
 //! - a user sees, changes and deletes only their own tokens in this workspace: anyone else's
 //!   token id answers 404 `RESOURCE_DOES_NOT_EXIST`, exactly like an unknown one;
@@ -21,6 +26,7 @@ use super::extract::{JsonBody, PathParams, QueryParams, WorkspaceCaller};
 use super::workspace_conf::{self, ENABLE_TOKENS_CONFIG};
 use super::AppState;
 use crate::error::ControlError;
+use crate::store::permissions;
 use crate::store::principals::{self, Principal};
 use crate::store::tokens::{self, Filter, Token};
 use crate::store::workspaces::Workspace;
@@ -128,13 +134,22 @@ fn expiry_time(
     Ok(now_ms.saturating_add(lifetime.saturating_mul(1000)))
 }
 
-/// Creates a token for `owner`, made by `creator`, in one write transaction (so the quota and
-/// workspace-conf checks see every earlier commit). Returns the value and the stored token.
+/// Who asks for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Issuer {
+    /// The owner, for itself: it needs token usage permission.
+    Owner,
+    /// A workspace admin, on behalf of a service principal.
+    Admin,
+}
+
+/// Creates a token for `owner`, made by `creator`, in one write transaction (so the quota,
+/// permission and workspace-conf checks see every earlier commit). Returns the value and the
+/// stored token.
 async fn issue(
     state: &AppState,
     workspace: &Workspace,
-    owner: &Principal,
-    creator: &Principal,
+    (owner, creator, issuer): (&Principal, &Principal, Issuer),
     lifetime_seconds: Option<i64>,
     comment: Option<String>,
 ) -> Result<(String, Token), ControlError> {
@@ -145,6 +160,16 @@ async fn issue(
         return Err(ControlError::PermissionDenied(
             "personal access tokens are disabled in this workspace".into(),
         ));
+    }
+    if issuer == Issuer::Owner {
+        let groups = principals::groups_of(tx.conn(), owner.id).await?;
+        let allowed = permissions::token_use_workspaces(tx.conn(), owner.id, &groups).await?;
+        if !allowed.contains(&workspace_id) {
+            return Err(ControlError::PermissionDenied(format!(
+                "`{}` does not have CAN_USE permission on personal access tokens in this workspace",
+                owner.user_name
+            )));
+        }
     }
     let now = now_ms();
     let expiry = expiry_time(
@@ -247,8 +272,7 @@ pub(crate) async fn create(
     let (value, token) = issue(
         &state,
         &caller.workspace,
-        &caller.principal,
-        &caller.principal,
+        (&caller.principal, &caller.principal, Issuer::Owner),
         req.lifetime_seconds,
         req.comment,
     )
@@ -387,8 +411,7 @@ pub(crate) async fn create_on_behalf_of(
     let (value, token) = issue(
         &state,
         &caller.workspace,
-        &owner,
-        &caller.principal,
+        (&owner, &caller.principal, Issuer::Admin),
         req.lifetime_seconds,
         req.comment,
     )

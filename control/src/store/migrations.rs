@@ -8,13 +8,14 @@ use super::Backend;
 use sqlx::{AnyPool, Executor};
 
 /// One migration: its number and its statements, run in order in one transaction.
-struct Migration {
+pub(super) struct Migration {
     version: i64,
     statements: &'static [&'static str],
 }
 
 /// Every migration, oldest first. Never edit one that has shipped: append a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
     version: 1,
     statements: &[
         // A single row; its `version` grows with every committed change the gateway caches.
@@ -99,7 +100,34 @@ const MIGRATIONS: &[Migration] = &[Migration {
             etag TEXT NOT NULL
         )",
     ],
-}];
+},
+    Migration {
+        version: 2,
+        statements: &[
+            // Direct grants on workspace objects (`authorization/tokens` for now). The grantee
+            // is a principal's or a group's id (both come from one id space).
+            "CREATE TABLE IF NOT EXISTS object_permissions (
+                workspace_id BIGINT NOT NULL,
+                object_key TEXT NOT NULL,
+                grantee_id BIGINT NOT NULL,
+                permission_level TEXT NOT NULL,
+                PRIMARY KEY (workspace_id, object_key, grantee_id)
+            )",
+            "CREATE INDEX IF NOT EXISTS object_permissions_by_grantee ON object_permissions (grantee_id)",
+            // Workspaces created before token permissions existed let every member use tokens;
+            // keep it so by granting `CAN_USE` to their `users` groups (the default of new
+            // workspaces too, see `workspaces::create`).
+            "INSERT INTO object_permissions (workspace_id, object_key, grantee_id, permission_level)
+             SELECT workspace_id, 'authorization/tokens', id, 'CAN_USE' FROM scim_groups
+             WHERE display_name = 'users' AND workspace_id IS NOT NULL
+             ON CONFLICT (workspace_id, object_key, grantee_id) DO NOTHING",
+            // What the gateway caches about principals changes meaning: make it refetch (on a
+            // store that has any, so a fresh one still starts at version 0).
+            "UPDATE state_version SET version = version + 1
+             WHERE id = 1 AND EXISTS (SELECT 1 FROM scim_groups)",
+        ],
+    },
+];
 
 /// A fixed key for PostgreSQL's advisory lock, so that replicas starting together migrate one
 /// at a time (`CREATE TABLE IF NOT EXISTS` is not safe against a concurrent twin there).

@@ -93,6 +93,21 @@ pub(crate) async fn by_name(
     row.as_ref().map(principal_from_row).transpose()
 }
 
+/// The principal whose `userName` (or application id) is `name` ignoring (ASCII) case: SCIM's
+/// `userName` is not case-exact, so names that differ only in case conflict.
+pub(crate) async fn by_name_ignoring_case(
+    conn: &mut AnyConnection,
+    name: &str,
+) -> Result<Option<Principal>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {PRINCIPAL_COLUMNS} FROM principals
+         WHERE LOWER(user_name) = LOWER($1) OR LOWER(application_id) = LOWER($1)
+         ORDER BY id"
+    );
+    let row = sqlx::query(&sql).bind(name).fetch_optional(conn).await?;
+    row.as_ref().map(principal_from_row).transpose()
+}
+
 /// The service principal with this application id.
 pub(crate) async fn service_principal(
     conn: &mut AnyConnection,
@@ -203,12 +218,15 @@ pub(crate) async fn record(
     principal: &Principal,
 ) -> Result<PrincipalRecord, sqlx::Error> {
     let groups = groups_of(conn, principal.id).await?;
+    let token_use_workspaces =
+        super::permissions::token_use_workspaces(conn, principal.id, &groups).await?;
     Ok(PrincipalRecord {
         id: principal.id.to_string(),
         kind: principal.kind,
         user_name: principal.user_name.clone(),
         display_name: principal.display_name.clone(),
         active: principal.active,
+        token_use_workspaces,
         groups: groups.iter().map(Group::record).collect(),
     })
 }
@@ -236,6 +254,20 @@ pub(crate) async fn workspace_members(
     rows.iter().map(principal_from_row).collect()
 }
 
+/// Every principal of `kind` in the account, by `userName`.
+pub(crate) async fn all_of_kind(
+    conn: &mut AnyConnection,
+    kind: PrincipalKind,
+) -> Result<Vec<Principal>, sqlx::Error> {
+    let sql =
+        format!("SELECT {PRINCIPAL_COLUMNS} FROM principals WHERE kind = $1 ORDER BY user_name");
+    let rows = sqlx::query(&sql)
+        .bind(kind_text(kind))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(principal_from_row).collect()
+}
+
 /// Writes a principal's name, display name and active flag.
 pub(crate) async fn update(conn: &mut AnyConnection, p: &Principal) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -250,8 +282,8 @@ pub(crate) async fn update(conn: &mut AnyConnection, p: &Principal) -> Result<()
     Ok(())
 }
 
-/// Removes the principal from every group of the workspace and deletes its tokens there;
-/// the principal itself stays in the account.
+/// Removes the principal from every group of the workspace and deletes its tokens and
+/// permission grants there; the principal itself stays in the account.
 pub(crate) async fn remove_from_workspace(
     conn: &mut AnyConnection,
     workspace_id: i64,
@@ -267,6 +299,25 @@ pub(crate) async fn remove_from_workspace(
     .await?;
     sqlx::query("DELETE FROM tokens WHERE workspace_id = $1 AND owner_id = $2")
         .bind(workspace_id)
+        .bind(principal_id)
+        .execute(&mut *conn)
+        .await?;
+    super::permissions::revoke_grantee(conn, principal_id, Some(workspace_id)).await
+}
+
+/// Deletes the principal from the account: its memberships, tokens and grants everywhere, and
+/// the principal itself.
+pub(crate) async fn delete(conn: &mut AnyConnection, principal_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM group_members WHERE principal_id = $1")
+        .bind(principal_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DELETE FROM tokens WHERE owner_id = $1")
+        .bind(principal_id)
+        .execute(&mut *conn)
+        .await?;
+    super::permissions::revoke_grantee(conn, principal_id, None).await?;
+    sqlx::query("DELETE FROM principals WHERE id = $1")
         .bind(principal_id)
         .execute(conn)
         .await?;
@@ -338,7 +389,7 @@ pub(crate) async fn rename_group(
     Ok(())
 }
 
-/// Deletes a group and its memberships.
+/// Deletes a group, its memberships and the permissions granted to it.
 pub(crate) async fn delete_group(
     conn: &mut AnyConnection,
     group_id: i64,
@@ -347,6 +398,7 @@ pub(crate) async fn delete_group(
         .bind(group_id)
         .execute(&mut *conn)
         .await?;
+    super::permissions::revoke_grantee(conn, group_id, None).await?;
     sqlx::query("DELETE FROM scim_groups WHERE id = $1")
         .bind(group_id)
         .execute(conn)

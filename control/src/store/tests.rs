@@ -2,7 +2,7 @@
 
 use super::principals::{self, Group};
 use super::workspaces::{self, Workspace, RUNNING};
-use super::{ip_lists, settings, tokens, Backend, Store};
+use super::{ip_lists, permissions, settings, tokens, Backend, Store};
 use crate::test_support::{both_backends, Db, TestDb};
 use lakeward_common::internal::ListType;
 use std::time::Duration;
@@ -41,7 +41,7 @@ async fn migrations_are_idempotent(db: Db) {
         .fetch_one(&mut *conn)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, super::migrations::MIGRATIONS.len() as i64);
     assert_eq!(
         settings::workspace_conf(&mut conn, 7).await.unwrap()["k"],
         "v"
@@ -177,6 +177,18 @@ async fn deleting_a_workspace_deletes_what_it_owns(db: Db) {
     tx.commit().await.unwrap();
 
     let mut conn = store.conn().await.unwrap();
+    // New workspaces let their members use tokens.
+    let groups = principals::groups_of(&mut conn, 5).await.unwrap();
+    let users = groups.iter().find(|g| g.display_name == "users").unwrap();
+    assert_eq!(
+        permissions::grants(&mut conn, 42, permissions::TOKENS_OBJECT)
+            .await
+            .unwrap(),
+        vec![permissions::Grant {
+            grantee_id: users.id,
+            permission_level: "CAN_USE".into()
+        }]
+    );
     assert_eq!(workspaces::get(&mut conn, 42).await.unwrap().unwrap(), ws);
     assert_eq!(principals::groups_of(&mut conn, 5).await.unwrap().len(), 2);
     let found = tokens::by_hash(&mut conn, "h").await.unwrap().unwrap();
@@ -205,9 +217,60 @@ async fn deleting_a_workspace_deletes_what_it_owns(db: Db) {
         .unwrap()
         .is_empty());
     assert!(
+        permissions::grants(&mut conn, 42, permissions::TOKENS_OBJECT)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
         principals::get(&mut conn, 5).await.unwrap().is_some(),
         "principals stay"
     );
+}
+
+/// A store made before token permissions existed gets the default grant (its workspaces'
+/// `users` groups hold `CAN_USE`) and a new state version, so gateways refetch principals.
+async fn token_permission_migration_grants_users(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = open_store(&test_db).await;
+    let ws = Workspace {
+        workspace_id: 7,
+        workspace_name: "w".into(),
+        deployment_name: "w".into(),
+        workspace_status: RUNNING.into(),
+        attributes: serde_json::Map::new(),
+        creation_time: 1,
+    };
+    let mut tx = store.begin_write().await.unwrap();
+    workspaces::create(tx.conn(), &ws, &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    // Back to how migration 1 left it: no grants, migration 2 not applied.
+    let mut conn = store.conn().await.unwrap();
+    sqlx::query("DELETE FROM object_permissions")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM schema_migrations WHERE version = 2")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let before = store.version().await.unwrap();
+    store.close().await;
+
+    let store = open_store(&test_db).await;
+    assert_eq!(store.version().await.unwrap(), before + 1);
+    let mut conn = store.conn().await.unwrap();
+    let users = principals::group_by_name(&mut conn, Some(7), "users")
+        .await
+        .unwrap()
+        .unwrap();
+    let grants = permissions::grants(&mut conn, 7, permissions::TOKENS_OBJECT)
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].grantee_id, users.id);
+    assert_eq!(grants[0].permission_level, "CAN_USE");
 }
 
 /// SQLite connections are in WAL mode with `synchronous=FULL`, so acknowledged writes
@@ -236,4 +299,5 @@ both_backends!(
     concurrent_writers_get_distinct_versions,
     group_names_are_unique_per_scope,
     deleting_a_workspace_deletes_what_it_owns,
+    token_permission_migration_grants_users,
 );

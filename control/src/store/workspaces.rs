@@ -1,6 +1,7 @@
 //! Workspaces. Deleting one deletes everything that belongs to it, in the same transaction.
 
 use super::ip_lists::Scope;
+use super::permissions;
 use super::principals::{self, Group};
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
 use serde_json::{Map, Value};
@@ -74,7 +75,9 @@ pub(crate) async fn deployment_name_taken(
     Ok(count > 0)
 }
 
-/// Adds a workspace with its `admins` and `users` groups, and makes `members` members of both.
+/// Adds a workspace with its `admins` and `users` groups, makes `members` members of both,
+/// and grants `users` `CAN_USE` on `authorization/tokens` (every member may use tokens until
+/// an admin narrows it, see `api::permissions`).
 pub(crate) async fn create(
     conn: &mut AnyConnection,
     ws: &Workspace,
@@ -101,6 +104,16 @@ pub(crate) async fn create(
         principals::insert_group(conn, &group).await?;
         for member in members {
             principals::add_member(conn, group.id, *member).await?;
+        }
+        if name == USERS_GROUP {
+            permissions::grant(
+                conn,
+                ws.workspace_id,
+                permissions::TOKENS_OBJECT,
+                group.id,
+                permissions::CAN_USE,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -136,8 +149,8 @@ pub(crate) async fn owns_token(
     Ok(count > 0)
 }
 
-/// Deletes the workspace and all it owns: tokens, IP access lists, workspace-conf, groups
-/// and their memberships. Principals stay (they belong to the account).
+/// Deletes the workspace and all it owns: tokens, IP access lists, workspace-conf, permission
+/// grants, groups and their memberships. Principals stay (they belong to the account).
 pub(crate) async fn delete(
     conn: &mut AnyConnection,
     workspace_id: i64,
@@ -155,6 +168,7 @@ pub(crate) async fn delete(
         .bind(workspace_id)
         .execute(&mut *conn)
         .await?;
+    permissions::delete_workspace(conn, workspace_id).await?;
     sqlx::query(
         "DELETE FROM group_members WHERE group_id IN (SELECT id FROM scim_groups WHERE scope = $1)",
     )

@@ -1,16 +1,30 @@
-//! `/api/2.0/preview/scim/v2/Users[/{id}]`: the workspace's users.
+//! `.../scim/v2/Users[/{id}]` in a workspace or the account (see the parent module).
 //!
-//! Users are account-wide principals; a workspace's users are those in its `users` or
-//! `admins` group. Creating a user that already exists in the account adds it to the
-//! workspace (409 `RESOURCE_ALREADY_EXISTS` if it is already there); deleting one removes it
-//! from the workspace's groups and deletes its tokens there, but keeps it in the account.
-//! Deactivating (`active` false) is account-wide. Decisions: callers cannot delete or
-//! deactivate themselves (400 `INVALID_STATE`), which would lock them out.
+//! Users are account-wide principals. In a workspace:
+//! - creating a user that already exists in the account assigns it to the workspace (adds it
+//!   to the `users` group), as Databricks' identity federation does; 409
+//!   `RESOURCE_ALREADY_EXISTS` only if it is already assigned;
+//! - deleting one unassigns it: it leaves the workspace's groups and loses its tokens and
+//!   permission grants there, but stays in the account.
+//!
+//! In the account, creating an existing `userName` is 409, and deleting a user deletes it
+//! everywhere (memberships, tokens, grants). Deactivating (`active` false) is account-wide
+//! from either directory.
+//!
+//! `PUT` replaces `userName`, `displayName` (absent: the `userName`) and `active` (absent:
+//! true). When `groups` is present, the user's memberships among the directory's groups
+//! become exactly those listed, except that a workspace's `users` group (its assignment) is
+//! kept; when absent they are left alone. Other attributes (`emails`, `name`, `entitlements`,
+//! `roles`, `externalId`) are accepted and not stored.
+//!
+//! Decisions: callers cannot delete or deactivate themselves, nor take themselves out of the
+//! `admins` group (400 `INVALID_STATE`), which would lock them out.
 
 use super::{
-    filter, list_response, parse_id, reference_ids, scim_bool, steps, OpKind, PatchRequest,
+    display_name_or, filter, list_response, parse_id, patch_text, reference_ids, required_text,
+    scim_bool, steps, Directory, OpKind, PatchRequest, ScimCaller,
 };
-use crate::api::extract::{JsonBody, PathParams, QueryParams, WorkspaceCaller};
+use crate::api::extract::{JsonBody, PathParams, QueryParams};
 use crate::api::me::user_json;
 use crate::api::AppState;
 use crate::error::ControlError;
@@ -25,60 +39,157 @@ use serde::Deserialize;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
+/// A `POST` or `PUT` body.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct CreateRequest {
+pub(crate) struct UserRequest {
     user_name: String,
     display_name: Option<String>,
     active: Option<bool>,
     groups: Option<Value>,
 }
 
-fn is_member(groups: &[Group], workspace_id: i64) -> bool {
-    groups.iter().any(|g| {
-        g.workspace_id == Some(workspace_id)
-            && (g.display_name == USERS_GROUP || g.display_name == ADMINS_GROUP)
-    })
+fn not_found(id: i64, directory: Directory) -> ControlError {
+    ControlError::NotFound(format!(
+        "user `{id}` does not exist {}",
+        directory.location()
+    ))
 }
 
-fn not_found(id: i64) -> ControlError {
-    ControlError::NotFound(format!("user `{id}` does not exist in this workspace"))
-}
-
-/// The user `id` with its groups, if it is a member of the workspace.
-async fn member(
+/// The principal `id` of `kind` with its groups, if it belongs to the directory.
+pub(crate) async fn find(
     conn: &mut AnyConnection,
-    workspace_id: i64,
+    directory: Directory,
+    kind: PrincipalKind,
     id: i64,
+    not_found: impl Fn() -> ControlError,
 ) -> Result<(Principal, Vec<Group>), ControlError> {
     let principal = principals::get(conn, id)
         .await?
-        .filter(|p| p.kind == PrincipalKind::User)
-        .ok_or_else(|| not_found(id))?;
+        .filter(|p| p.kind == kind)
+        .ok_or_else(&not_found)?;
     let groups = principals::groups_of(conn, id).await?;
-    if !is_member(&groups, workspace_id) {
-        return Err(not_found(id));
+    if !directory.has_member(&groups) {
+        return Err(not_found());
     }
     Ok((principal, groups))
 }
 
-/// Adds `principal_id` to groups named by id, which must be groups of this workspace.
-async fn join_groups(
+/// The group `id`, which must be a group of the directory.
+async fn directory_group(
     conn: &mut AnyConnection,
-    workspace_id: i64,
+    directory: Directory,
+    id: i64,
+) -> Result<Group, ControlError> {
+    principals::group(conn, id)
+        .await?
+        .filter(|g| g.workspace_id == directory.scope())
+        .ok_or_else(|| {
+            ControlError::InvalidParameter(format!(
+                "group `{id}` does not exist {}",
+                directory.location()
+            ))
+        })
+}
+
+/// Adds `principal_id` to groups named by id, which must be groups of the directory.
+pub(crate) async fn join_groups(
+    conn: &mut AnyConnection,
+    directory: Directory,
     principal_id: i64,
     group_ids: &[i64],
 ) -> Result<(), ControlError> {
     for group_id in group_ids {
-        let group = principals::group(conn, *group_id)
-            .await?
-            .filter(|g| g.workspace_id == Some(workspace_id))
-            .ok_or_else(|| {
-                ControlError::InvalidParameter(format!(
-                    "group `{group_id}` does not exist in this workspace"
-                ))
-            })?;
+        let group = directory_group(conn, directory, *group_id).await?;
         principals::add_member(conn, group.id, principal_id).await?;
+    }
+    Ok(())
+}
+
+/// Makes the principal's memberships among the directory's groups exactly `group_ids`, but
+/// for a workspace's `users` group, which is its assignment and stays. Account groups listed
+/// in a workspace's request are ignored (a workspace shows them but cannot change them, and
+/// a client may `PUT` back what it read). Refuses to take the caller out of `admins`.
+pub(crate) async fn set_groups(
+    conn: &mut AnyConnection,
+    caller: &ScimCaller,
+    principal_id: i64,
+    group_ids: &[i64],
+) -> Result<(), ControlError> {
+    let directory = caller.directory;
+    let mut managed = Vec::with_capacity(group_ids.len());
+    for group_id in group_ids {
+        let shown_only = directory != Directory::Account
+            && principals::group(conn, *group_id)
+                .await?
+                .is_some_and(|g| g.workspace_id.is_none());
+        if !shown_only {
+            managed.push(directory_group(conn, directory, *group_id).await?.id);
+        }
+    }
+    let group_ids = managed.as_slice();
+    let current = principals::groups_of(conn, principal_id).await?;
+    for group in current
+        .iter()
+        .filter(|g| g.workspace_id == directory.scope() && !group_ids.contains(&g.id))
+    {
+        if directory != Directory::Account && group.display_name == USERS_GROUP {
+            continue;
+        }
+        if group.display_name == ADMINS_GROUP && principal_id == caller.principal.id {
+            return Err(ControlError::InvalidState(
+                "you cannot remove yourself from the admins group".into(),
+            ));
+        }
+        principals::remove_member(conn, group.id, principal_id).await?;
+    }
+    for group_id in group_ids {
+        principals::add_member(conn, *group_id, principal_id).await?;
+    }
+    Ok(())
+}
+
+/// Adds the principal to the workspace's `users` group (nothing to do in the account).
+pub(crate) async fn assign(
+    conn: &mut AnyConnection,
+    directory: Directory,
+    principal_id: i64,
+) -> Result<(), ControlError> {
+    if let Directory::Workspace(workspace_id) = directory {
+        let users = principals::group_by_name(conn, Some(workspace_id), USERS_GROUP)
+            .await?
+            .ok_or_else(|| ControlError::Internal("workspace has no users group".into()))?;
+        principals::add_member(conn, users.id, principal_id).await?;
+    }
+    Ok(())
+}
+
+/// Refuses a name another principal has. Writers are serialized (see `store`), so this check
+/// cannot be overtaken.
+pub(crate) async fn check_name_free(
+    conn: &mut AnyConnection,
+    name: &str,
+    principal_id: i64,
+) -> Result<(), ControlError> {
+    match principals::by_name_ignoring_case(conn, name).await? {
+        Some(other) if other.id != principal_id => Err(ControlError::AlreadyExists(format!(
+            "the name `{name}` is taken"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Removes the principal from the directory: from a workspace, or from the account entirely.
+pub(crate) async fn remove(
+    conn: &mut AnyConnection,
+    directory: Directory,
+    principal_id: i64,
+) -> Result<(), ControlError> {
+    match directory {
+        Directory::Workspace(workspace_id) => {
+            principals::remove_from_workspace(conn, workspace_id, principal_id).await?;
+        }
+        Directory::Account => principals::delete(conn, principal_id).await?,
     }
     Ok(())
 }
@@ -86,20 +197,15 @@ async fn join_groups(
 /// `POST .../Users`: answers 201 with the user.
 pub(crate) async fn create(
     State(state): State<AppState>,
-    caller: WorkspaceCaller,
-    JsonBody(req): JsonBody<CreateRequest>,
+    caller: ScimCaller,
+    JsonBody(req): JsonBody<UserRequest>,
 ) -> Result<(StatusCode, Json<Value>), ControlError> {
     caller.require_admin()?;
-    let user_name = req.user_name.trim().to_owned();
-    if user_name.is_empty() {
-        return Err(ControlError::InvalidParameter(
-            "`userName` must not be empty".into(),
-        ));
-    }
+    let user_name = required_text("userName", &req.user_name)?;
     let group_ids = reference_ids("groups", req.groups.as_ref().unwrap_or(&Value::Null))?;
-    let workspace_id = caller.workspace_id();
+    let directory = caller.directory;
     let mut tx = state.store().begin_write().await?;
-    let principal = match principals::by_name(tx.conn(), &user_name).await? {
+    let principal = match principals::by_name_ignoring_case(tx.conn(), &user_name).await? {
         Some(existing) if existing.kind != PrincipalKind::User => {
             return Err(ControlError::AlreadyExists(format!(
                 "a service principal named `{user_name}` already exists"
@@ -107,9 +213,10 @@ pub(crate) async fn create(
         }
         Some(existing) => {
             let groups = principals::groups_of(tx.conn(), existing.id).await?;
-            if is_member(&groups, workspace_id) {
+            if directory == Directory::Account || directory.has_member(&groups) {
                 return Err(ControlError::AlreadyExists(format!(
-                    "user `{user_name}` already exists in this workspace"
+                    "user `{user_name}` already exists {}",
+                    directory.location()
                 )));
             }
             existing
@@ -118,11 +225,7 @@ pub(crate) async fn create(
             let principal = Principal {
                 id: new_numeric_id(),
                 kind: PrincipalKind::User,
-                display_name: req
-                    .display_name
-                    .map(|d| d.trim().to_owned())
-                    .filter(|d| !d.is_empty())
-                    .unwrap_or_else(|| user_name.clone()),
+                display_name: display_name_or(req.display_name, &user_name),
                 user_name: user_name.clone(),
                 active: req.active.unwrap_or(true),
                 application_id: None,
@@ -131,109 +234,114 @@ pub(crate) async fn create(
             principal
         }
     };
-    let users = principals::group_by_name(tx.conn(), Some(workspace_id), USERS_GROUP)
-        .await?
-        .ok_or_else(|| ControlError::Internal("workspace has no users group".into()))?;
-    principals::add_member(tx.conn(), users.id, principal.id).await?;
-    join_groups(tx.conn(), workspace_id, principal.id, &group_ids).await?;
+    assign(tx.conn(), directory, principal.id).await?;
+    join_groups(tx.conn(), directory, principal.id, &group_ids).await?;
     let groups = principals::groups_of(tx.conn(), principal.id).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,
-        Json(user_json(&principal, &groups, workspace_id)),
+        Json(user_json(&principal, &groups, directory)),
     ))
 }
 
 /// `GET .../Users/{id}`.
 pub(crate) async fn get(
     State(state): State<AppState>,
-    caller: WorkspaceCaller,
+    caller: ScimCaller,
     params: PathParams,
 ) -> Result<Json<Value>, ControlError> {
     let id = parse_id(&params.get("id")?, "user")?;
+    let directory = caller.directory;
     let mut conn = state.store().conn().await?;
-    let (principal, groups) = member(&mut conn, caller.workspace_id(), id).await?;
-    Ok(Json(user_json(&principal, &groups, caller.workspace_id())))
+    let (principal, groups) = find(&mut conn, directory, PrincipalKind::User, id, || {
+        not_found(id, directory)
+    })
+    .await?;
+    Ok(Json(user_json(&principal, &groups, directory)))
+}
+
+/// The principals of `kind` in the directory, by `userName`.
+pub(crate) async fn members_of(
+    conn: &mut AnyConnection,
+    directory: Directory,
+    kind: PrincipalKind,
+) -> Result<Vec<Principal>, ControlError> {
+    Ok(match directory {
+        Directory::Workspace(id) => principals::workspace_members(conn, id, kind).await?,
+        Directory::Account => principals::all_of_kind(conn, kind).await?,
+    })
 }
 
 /// `GET .../Users?filter=&startIndex=&count=`.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    caller: WorkspaceCaller,
+    caller: ScimCaller,
     query: QueryParams,
 ) -> Result<Json<Value>, ControlError> {
     let filter = filter(&query)?;
-    let workspace_id = caller.workspace_id();
+    let directory = caller.directory;
     let mut conn = state.store().conn().await?;
-    let users = principals::workspace_members(&mut conn, workspace_id, PrincipalKind::User).await?;
+    let users = members_of(&mut conn, directory, PrincipalKind::User).await?;
     let mut resources = Vec::new();
     for user in users {
         if let Some(f) = &filter {
             let id = user.id.to_string();
-            let hit = f.matches("userName", &user.user_name)
-                || f.matches("displayName", &user.display_name)
-                || f.matches("id", &id);
-            if !hit {
+            let pairs = [
+                ("userName", user.user_name.as_str()),
+                ("displayName", user.display_name.as_str()),
+                ("id", id.as_str()),
+            ];
+            if !f.matches_any(&pairs) {
                 continue;
             }
         }
         let groups = principals::groups_of(&mut conn, user.id).await?;
-        resources.push(user_json(&user, &groups, workspace_id));
+        resources.push(user_json(&user, &groups, directory));
     }
     Ok(Json(list_response(resources, &query)?))
 }
 
-/// `PATCH .../Users/{id}`: `replace` of `active`, `displayName` or `userName`; answers 204.
+/// Refuses to deactivate the caller.
+pub(crate) fn check_not_self_deactivation(
+    caller: &ScimCaller,
+    principal: &Principal,
+) -> Result<(), ControlError> {
+    if !principal.active && principal.id == caller.principal.id {
+        return Err(ControlError::InvalidState(
+            "you cannot deactivate yourself".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// `PATCH .../Users/{id}`: `replace` (or `add`) of `active`, `displayName` or `userName`;
+/// answers 204.
 pub(crate) async fn patch(
     State(state): State<AppState>,
-    caller: WorkspaceCaller,
+    caller: ScimCaller,
     params: PathParams,
     JsonBody(req): JsonBody<PatchRequest>,
 ) -> Result<StatusCode, ControlError> {
     caller.require_admin()?;
     let id = parse_id(&params.get("id")?, "user")?;
     let steps = steps(req)?;
+    let directory = caller.directory;
     let mut tx = state.store().begin_write().await?;
-    let (mut principal, _) = member(tx.conn(), caller.workspace_id(), id).await?;
+    let (mut principal, _) = find(tx.conn(), directory, PrincipalKind::User, id, || {
+        not_found(id, directory)
+    })
+    .await?;
     for (kind, path, value) in steps {
         if kind == OpKind::Remove {
             return Err(ControlError::InvalidParameter(format!(
-                "`remove` of `{path}` is not supported on users"
+                "`remove` of `{}` is not supported on users",
+                path.chars().take(60).collect::<String>()
             )));
         }
         match path.as_str() {
-            "active" => {
-                principal.active = scim_bool("active", &value)?;
-                if !principal.active && principal.id == caller.principal.id {
-                    return Err(ControlError::InvalidState(
-                        "you cannot deactivate yourself".into(),
-                    ));
-                }
-            }
-            "displayName" => {
-                principal.display_name = value
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        ControlError::InvalidParameter(
-                            "`displayName` must be a non-empty string".into(),
-                        )
-                    })?
-                    .to_owned();
-            }
-            "userName" => {
-                principal.user_name = value
-                    .as_str()
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        ControlError::InvalidParameter(
-                            "`userName` must be a non-empty string".into(),
-                        )
-                    })?
-                    .to_owned();
-            }
+            "active" => principal.active = scim_bool("active", &value)?,
+            "displayName" => principal.display_name = patch_text("displayName", &value)?,
+            "userName" => principal.user_name = patch_text("userName", &value)?,
             other => {
                 let other: String = other.chars().take(60).collect();
                 return Err(ControlError::InvalidParameter(format!(
@@ -242,36 +350,70 @@ pub(crate) async fn patch(
             }
         }
     }
-    // Writers are serialized (see `store`), so this check cannot be overtaken.
-    if let Some(other) = principals::by_name(tx.conn(), &principal.user_name).await? {
-        if other.id != principal.id {
-            return Err(ControlError::AlreadyExists(format!(
-                "`userName` `{}` is taken",
-                principal.user_name
-            )));
-        }
-    }
+    check_not_self_deactivation(&caller, &principal)?;
+    check_name_free(tx.conn(), &principal.user_name, principal.id).await?;
     principals::update(tx.conn(), &principal).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `DELETE .../Users/{id}`: removes the user from the workspace; answers 204.
+/// `PUT .../Users/{id}`: replaces the user (see the module documentation); answers 200 with
+/// it.
+pub(crate) async fn replace(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    params: PathParams,
+    JsonBody(req): JsonBody<UserRequest>,
+) -> Result<Json<Value>, ControlError> {
+    caller.require_admin()?;
+    let id = parse_id(&params.get("id")?, "user")?;
+    let user_name = required_text("userName", &req.user_name)?;
+    let group_ids = req
+        .groups
+        .as_ref()
+        .map(|g| reference_ids("groups", g))
+        .transpose()?;
+    let directory = caller.directory;
+    let mut tx = state.store().begin_write().await?;
+    let (mut principal, _) = find(tx.conn(), directory, PrincipalKind::User, id, || {
+        not_found(id, directory)
+    })
+    .await?;
+    principal.display_name = display_name_or(req.display_name, &user_name);
+    principal.user_name = user_name;
+    principal.active = req.active.unwrap_or(true);
+    check_not_self_deactivation(&caller, &principal)?;
+    check_name_free(tx.conn(), &principal.user_name, principal.id).await?;
+    principals::update(tx.conn(), &principal).await?;
+    if let Some(group_ids) = group_ids {
+        set_groups(tx.conn(), &caller, principal.id, &group_ids).await?;
+    }
+    let groups = principals::groups_of(tx.conn(), principal.id).await?;
+    tx.commit().await?;
+    Ok(Json(user_json(&principal, &groups, directory)))
+}
+
+/// `DELETE .../Users/{id}`: unassigns the user from the workspace, or deletes it from the
+/// account; answers 204.
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    caller: WorkspaceCaller,
+    caller: ScimCaller,
     params: PathParams,
 ) -> Result<StatusCode, ControlError> {
     caller.require_admin()?;
     let id = parse_id(&params.get("id")?, "user")?;
     if id == caller.principal.id {
         return Err(ControlError::InvalidState(
-            "you cannot remove yourself from the workspace".into(),
+            "you cannot remove yourself".into(),
         ));
     }
+    let directory = caller.directory;
     let mut tx = state.store().begin_write().await?;
-    member(tx.conn(), caller.workspace_id(), id).await?;
-    principals::remove_from_workspace(tx.conn(), caller.workspace_id(), id).await?;
+    find(tx.conn(), directory, PrincipalKind::User, id, || {
+        not_found(id, directory)
+    })
+    .await?;
+    remove(tx.conn(), directory, id).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
