@@ -1,0 +1,230 @@
+//! Stage 1, admission: size limits, framing, path normalization and the bounded body read.
+//! Everything here is local and cheap, so a request that breaks a limit costs the gateway
+//! almost nothing and never reaches an upstream.
+//!
+//! Some limits are enforced by hyper before a request exists (header bytes and count at the
+//! HTTP/1 parser, answered 431; header read timeout, connection closed; HTTP/2 header list
+//! size, 431), and the connection-level ones in [`crate::server`]. This stage re-checks the
+//! header limits (HTTP/2 counts differently) and owns the rest.
+
+pub(crate) mod framing;
+mod path;
+
+use crate::config::Limits;
+use crate::error::StageError;
+use crate::pipeline::{Exchange, RequestBody, Stage};
+use crate::shared::Shared;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) use path::PathError;
+
+/// Why admission refused a request.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AdmissionError {
+    #[error("{count} header fields; the limit is {limit}")]
+    TooManyHeaders { count: usize, limit: usize },
+    #[error("{bytes} bytes of header fields; the limit is {limit}")]
+    HeadersTooLarge { bytes: usize, limit: usize },
+    #[error("request target of {bytes} bytes; the limit is {limit}")]
+    UriTooLong { bytes: usize, limit: usize },
+    #[error("ambiguous message framing: {0}")]
+    AmbiguousFraming(&'static str),
+    #[error("bad path: {0}")]
+    BadPath(#[from] PathError),
+    #[error("body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("body not received within {0:?}")]
+    BodyTimeout(Duration),
+    #[error("body could not be read: {0}")]
+    BodyRead(String),
+}
+
+/// The admission stage.
+#[derive(Clone)]
+pub(crate) struct Admission {
+    shared: Arc<Shared>,
+}
+
+impl Admission {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Admission { shared }
+    }
+}
+
+impl Stage for Admission {
+    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+        let limits = &self.shared.config.limits;
+        let ambiguous = ex.ctx.conn.ambiguous_request.load(Ordering::Acquire);
+        if ambiguous != 0 && ambiguous <= ex.ctx.ordinal {
+            // Everything after an ambiguous message on this connection is suspect too.
+            ex.ctx.close_connection = true;
+            return Err(AdmissionError::AmbiguousFraming("conflicting length headers").into());
+        }
+        check_headers(&ex.parts.headers, limits)?;
+        if let Err(e) = check_framing_headers(&ex.parts.headers) {
+            ex.ctx.close_connection = true;
+            return Err(e.into());
+        }
+        let target = ex
+            .parts
+            .uri
+            .path_and_query()
+            .map_or(0, |pq| pq.as_str().len());
+        if target > limits.max_uri_bytes {
+            return Err(AdmissionError::UriTooLong {
+                bytes: target,
+                limit: limits.max_uri_bytes,
+            }
+            .into());
+        }
+        ex.ctx.path = Some(path::normalize(ex.parts.uri.path()).map_err(AdmissionError::from)?);
+
+        let declared = ex
+            .parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+            // Refused before a byte of the body is read.
+            ex.ctx.close_connection = true;
+            return Err(AdmissionError::BodyTooLarge {
+                limit: limits.max_body_bytes,
+            }
+            .into());
+        }
+        let body = read_body(&mut ex.body, limits).await.inspect_err(|e| {
+            if matches!(e, AdmissionError::BodyTooLarge { .. }) {
+                ex.ctx.close_connection = true;
+            }
+        })?;
+        ex.ctx.body = body.clone();
+        ex.body = RequestBody::Buffered(body);
+        Ok(())
+    }
+}
+
+fn check_headers(headers: &HeaderMap, limits: &Limits) -> Result<(), AdmissionError> {
+    if headers.len() > limits.max_headers {
+        return Err(AdmissionError::TooManyHeaders {
+            count: headers.len(),
+            limit: limits.max_headers,
+        });
+    }
+    // Counted as on the HTTP/1 wire: `name: value\r\n`.
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Err(AdmissionError::HeadersTooLarge {
+            bytes,
+            limit: limits.max_header_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// What the header map can still show (HTTP/2, or anything hyper kept): more than one length,
+/// a list-valued length, or a length beside a transfer coding.
+fn check_framing_headers(headers: &HeaderMap) -> Result<(), AdmissionError> {
+    let mut lengths = headers.get_all(CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    if lengths.next().is_some() || first.is_some_and(|v| v.as_bytes().contains(&b',')) {
+        return Err(AdmissionError::AmbiguousFraming(
+            "more than one Content-Length",
+        ));
+    }
+    if first.is_some() && headers.contains_key(TRANSFER_ENCODING) {
+        return Err(AdmissionError::AmbiguousFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the whole body within the size and time limits.
+async fn read_body(body: &mut RequestBody, limits: &Limits) -> Result<Bytes, AdmissionError> {
+    let mut streaming = match std::mem::replace(body, RequestBody::Buffered(Bytes::new())) {
+        RequestBody::Buffered(bytes) => return Ok(bytes),
+        RequestBody::Streaming(streaming) => streaming,
+    };
+    let max = limits.max_body_bytes;
+    let read = async {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut total = 0usize;
+        while let Some(frame) = streaming.frame().await {
+            let frame = frame.map_err(|e| AdmissionError::BodyRead(e.to_string()))?;
+            // Trailers carry nothing the upstreams use; only data counts.
+            if let Ok(data) = frame.into_data() {
+                total += data.len();
+                if total > max {
+                    return Err(AdmissionError::BodyTooLarge { limit: max });
+                }
+                chunks.push(data);
+            }
+        }
+        Ok(match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        })
+    };
+    let timeout = Duration::from_secs(limits.body_read_timeout_secs);
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| AdmissionError::BodyTimeout(timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn header_limits() {
+        let limits = Limits {
+            max_headers: 3,
+            max_header_bytes: 40,
+            ..Limits::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("a", HeaderValue::from_static("1"));
+        assert!(check_headers(&headers, &limits).is_ok());
+        headers.insert("b", HeaderValue::from_static("x"));
+        headers.append("b", HeaderValue::from_static("y"));
+        headers.append("b", HeaderValue::from_static("z"));
+        assert!(matches!(
+            check_headers(&headers, &limits),
+            Err(AdmissionError::TooManyHeaders { count: 4, .. })
+        ));
+        let mut big = HeaderMap::new();
+        big.insert(
+            "long",
+            HeaderValue::from_static("0123456789012345678901234567890123456789"),
+        );
+        assert!(matches!(
+            check_headers(&big, &limits),
+            Err(AdmissionError::HeadersTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn framing_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert!(check_framing_headers(&headers).is_ok());
+        headers.append(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert!(check_framing_headers(&headers).is_err());
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("3"));
+        headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(check_framing_headers(&headers).is_err());
+    }
+}

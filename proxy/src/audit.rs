@@ -1,0 +1,273 @@
+//! Stage 8, audit: one record per request, allowed or refused, in Databricks' audit-log shape
+//! (reference 4.5) plus the gateway's decision fields. Records of mutating calls are durable
+//! before their response is sent; reads are queued and not waited for. Secrets never enter a
+//! record: request parameters are filtered ([`params`]), and no header, response body or
+//! token is recorded at all.
+
+mod params;
+mod writer;
+
+pub(crate) use writer::AuditWriter;
+
+use crate::ctx::{RequestCtx, Scope};
+use crate::error::StageError;
+use crate::ip_acl::IpAclError;
+use lakeward_common::assertion::PrincipalKind;
+use lakeward_common::error::ApiError;
+use prometheus::IntCounter;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tokio::sync::{mpsc, oneshot};
+use writer::WriterMsg;
+
+/// One audit record.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuditRecord {
+    pub version: &'static str,
+    pub audit_level: &'static str,
+    /// Milliseconds since the epoch at arrival.
+    pub timestamp: i64,
+    /// `"0"` for account-level events.
+    pub workspace_id: String,
+    pub account_id: String,
+    /// The address IP access lists were checked against.
+    #[serde(rename = "sourceIPAddress")]
+    pub source_ip_address: String,
+    pub user_agent: Option<String>,
+    pub session_id: Option<String>,
+    pub user_identity: UserIdentity,
+    pub service_name: &'static str,
+    pub action_name: &'static str,
+    pub request_id: String,
+    pub request_params: BTreeMap<String, String>,
+    pub response: AuditResponse,
+    /// `allow` or `deny`.
+    pub decision: &'static str,
+    pub determining_policies: Vec<String>,
+    pub policy_version: Option<String>,
+    pub auth_method: Option<&'static str>,
+    pub token_id: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UserIdentity {
+    pub email: Option<String>,
+    pub subject_name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AuditResponse {
+    pub status_code: u16,
+    pub error_message: Option<String>,
+    pub result: Option<String>,
+}
+
+/// Builds the record of a finished request. `error` is the stage error and what the client
+/// was told; `fallback_account` is used when the request never got as far as the snapshot.
+pub(crate) fn build(
+    ctx: &RequestCtx,
+    status: u16,
+    error: Option<(&StageError, &ApiError)>,
+    allowed: bool,
+    fallback_account: &str,
+) -> AuditRecord {
+    let (audit_level, workspace_id) = match &ctx.scope {
+        Some(Scope::Account) => ("ACCOUNT_LEVEL", "0".to_owned()),
+        Some(Scope::Workspace(ws)) => ("WORKSPACE_LEVEL", ws.id.to_string()),
+        None => ("WORKSPACE_LEVEL", "0".to_owned()),
+    };
+    let ip_denied = matches!(
+        error,
+        Some((StageError::IpAcl(IpAclError::Blocked { .. }), _))
+    );
+    let (service_name, action_name) = match (ip_denied, ctx.route) {
+        (true, _) => ("accounts", "IpAccessDenied"),
+        (false, Some(route)) => (route.service, route.audit_action),
+        (false, None) => ("gateway", "unknownEndpoint"),
+    };
+    let principal = ctx.principal.as_ref();
+    let email = principal
+        .filter(|p| p.record.kind != PrincipalKind::Anonymous)
+        .map(|p| p.record.user_name.clone());
+    AuditRecord {
+        version: "2.0",
+        audit_level,
+        timestamp: ctx.received_unix_ms,
+        workspace_id,
+        account_id: ctx
+            .snapshot
+            .as_ref()
+            .map_or_else(|| fallback_account.to_owned(), |s| s.account_id.clone()),
+        source_ip_address: ctx
+            .client_ip
+            .unwrap_or_else(|| ctx.conn.peer.ip())
+            .to_string(),
+        user_agent: ctx.user_agent.clone(),
+        session_id: None,
+        user_identity: UserIdentity {
+            email,
+            subject_name: None,
+        },
+        service_name,
+        action_name,
+        request_id: ctx.request_id.clone(),
+        request_params: params::request_params(ctx.query.as_deref(), &ctx.body),
+        response: AuditResponse {
+            status_code: status,
+            error_message: error.map(|(_, api)| api.message.clone()),
+            result: None,
+        },
+        decision: if allowed { "allow" } else { "deny" },
+        determining_policies: ctx
+            .decision
+            .as_ref()
+            .map(|d| d.determining_policies.clone())
+            .unwrap_or_default(),
+        policy_version: ctx.decision.as_ref().map(|d| d.policy_version.clone()),
+        auth_method: principal.map(|p| p.auth_method.as_str()),
+        token_id: principal.and_then(|p| p.token_id.clone()),
+    }
+}
+
+/// The UTC date of a timestamp, `yyyy-mm-dd`: the record's file.
+fn day_of(timestamp_ms: i64) -> String {
+    let date = time::OffsetDateTime::from_unix_timestamp(timestamp_ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// Where requests send their records.
+#[derive(Clone)]
+pub(crate) struct AuditSink {
+    tx: mpsc::Sender<WriterMsg>,
+    failures: IntCounter,
+}
+
+impl AuditSink {
+    /// A sink and the writer that drains it into `dir`.
+    pub(crate) fn channel(
+        dir: PathBuf,
+        capacity: usize,
+        failures: IntCounter,
+    ) -> (AuditSink, AuditWriter) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            AuditSink {
+                tx,
+                failures: failures.clone(),
+            },
+            AuditWriter::new(dir, rx, failures),
+        )
+    }
+
+    /// Queues a record; with `durable`, waits until it is on disk. False when it was not
+    /// written (already counted in the failure metric).
+    pub(crate) async fn write(&self, record: &AuditRecord, durable: bool) -> bool {
+        let line = match serde_json::to_vec(record) {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(error = %e, "audit record not serializable");
+                self.failures.inc();
+                return false;
+            }
+        };
+        let (ack, done) = if durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let msg = WriterMsg::Record {
+            line,
+            day: day_of(record.timestamp),
+            ack,
+        };
+        if self.tx.send(msg).await.is_err() {
+            self.failures.inc();
+            tracing::error!("audit writer is gone; record lost");
+            return false;
+        }
+        match done {
+            Some(rx) => rx.await.unwrap_or(false),
+            None => true,
+        }
+    }
+
+    /// Waits until everything queued so far is durable.
+    pub(crate) async fn flush(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(WriterMsg::Flush(tx)).await.is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_utc_dates() {
+        assert_eq!(day_of(0), "1970-01-01");
+        assert_eq!(day_of(1_700_000_000_000), "2023-11-14");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_writes_are_acknowledged_after_reaching_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let failures = IntCounter::new("f", "f").unwrap();
+        let (sink, writer) = AuditSink::channel(dir.path().to_path_buf(), 16, failures.clone());
+        let handle = tokio::task::spawn_blocking(move || writer.run());
+        let record = AuditRecord {
+            version: "2.0",
+            audit_level: "WORKSPACE_LEVEL",
+            timestamp: 1_700_000_000_000,
+            workspace_id: "1".into(),
+            account_id: "a".into(),
+            source_ip_address: "127.0.0.1".into(),
+            user_agent: None,
+            session_id: None,
+            user_identity: UserIdentity {
+                email: None,
+                subject_name: None,
+            },
+            service_name: "accounts",
+            action_name: "x",
+            request_id: "r".into(),
+            request_params: BTreeMap::new(),
+            response: AuditResponse {
+                status_code: 200,
+                error_message: None,
+                result: None,
+            },
+            decision: "allow",
+            determining_policies: vec![],
+            policy_version: None,
+            auth_method: None,
+            token_id: None,
+        };
+        assert!(sink.write(&record, true).await);
+        let text = std::fs::read_to_string(dir.path().join("audit-2023-11-14.jsonl")).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(parsed["sourceIPAddress"], "127.0.0.1");
+        assert_eq!(parsed["response"]["statusCode"], 200);
+        assert!(sink.write(&record, false).await);
+        assert!(sink.flush().await);
+        drop(sink);
+        handle.await.unwrap();
+        let text = std::fs::read_to_string(dir.path().join("audit-2023-11-14.jsonl")).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert_eq!(failures.get(), 0);
+    }
+}

@@ -1,0 +1,134 @@
+//! The single audit writer: a blocking thread fed through a bounded channel, appending JSON
+//! lines to `audit-<yyyy-mm-dd>.jsonl`. Group commit: it takes everything queued, writes it,
+//! and when any record in the batch needs durability it fsyncs once and acknowledges every
+//! waiter of the batch.
+
+use prometheus::IntCounter;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use tokio::sync::{mpsc, oneshot};
+
+/// The most messages handled per batch.
+const MAX_BATCH: usize = 4096;
+
+/// What the writer is sent.
+pub(crate) enum WriterMsg {
+    /// One JSON line for the file of `day`; `ack` wants it durable.
+    Record {
+        line: Vec<u8>,
+        day: String,
+        ack: Option<oneshot::Sender<bool>>,
+    },
+    /// Make everything so far durable.
+    Flush(oneshot::Sender<bool>),
+}
+
+/// The writer's state; [`AuditWriter::run`] consumes it.
+pub(crate) struct AuditWriter {
+    dir: PathBuf,
+    rx: mpsc::Receiver<WriterMsg>,
+    failures: IntCounter,
+    file: Option<(String, BufWriter<File>)>,
+}
+
+impl AuditWriter {
+    pub(crate) fn new(dir: PathBuf, rx: mpsc::Receiver<WriterMsg>, failures: IntCounter) -> Self {
+        AuditWriter {
+            dir,
+            rx,
+            failures,
+            file: None,
+        }
+    }
+
+    /// Runs until every sender is gone, then makes the tail durable. Blocking.
+    pub(crate) fn run(mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            self.handle(batch);
+        }
+        if let Err(e) = self.sync() {
+            self.failed(&e);
+        }
+    }
+
+    fn handle(&mut self, batch: Vec<WriterMsg>) {
+        let mut waiters = Vec::new();
+        let mut ok = true;
+        for msg in batch {
+            match msg {
+                WriterMsg::Record { line, day, ack } => {
+                    if let Err(e) = self.append(&day, &line) {
+                        self.failed(&e);
+                        ok = false;
+                    }
+                    waiters.extend(ack);
+                }
+                WriterMsg::Flush(ack) => waiters.push(ack),
+            }
+        }
+        let result = if waiters.is_empty() {
+            self.flush()
+        } else {
+            self.sync()
+        };
+        if let Err(e) = result {
+            self.failed(&e);
+            ok = false;
+        }
+        for waiter in waiters {
+            // The request may have gone away; nothing to tell it then.
+            let _ = waiter.send(ok);
+        }
+    }
+
+    fn append(&mut self, day: &str, line: &[u8]) -> std::io::Result<()> {
+        let current = matches!(&self.file, Some((d, _)) if d == day);
+        if !current {
+            // A new day: the old file is finished, make it durable before moving on.
+            self.sync()?;
+            let path = self.dir.join(format!("audit-{day}.jsonl"));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?;
+            self.file = Some((day.to_owned(), BufWriter::with_capacity(64 * 1024, file)));
+        }
+        if let Some((_, writer)) = &mut self.file {
+            writer.write_all(line)?;
+            writer.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some((_, writer)) => writer.flush(),
+            None => Ok(()),
+        }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        match &mut self.file {
+            Some((_, writer)) => {
+                writer.flush()?;
+                writer.get_ref().sync_data()
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn failed(&self, e: &std::io::Error) {
+        self.failures.inc();
+        tracing::error!(error = %e, dir = %self.dir.display(), "audit write failed");
+    }
+}

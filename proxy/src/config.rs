@@ -1,0 +1,450 @@
+//! The gateway's configuration: a serde struct in which every field has a safe default, and a
+//! `validate` that reports every problem at once before anything binds a port.
+
+use crate::cidr::Cidr;
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the TLS listener binds. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the plain-HTTP admin listener (`/metrics`, `/healthz`, `/readyz`) binds. Keep it on
+    /// loopback or a private network: it needs no credentials.
+    pub admin_listen: SocketAddr,
+    /// Host names the server certificate covers. Informational for the binary (which may
+    /// generate a certificate for them); the gateway itself checks Host against SNI.
+    pub server_names: Vec<String>,
+    /// When set, a workspace also answers at `<deployment_name>.<workspace_domain>`.
+    pub workspace_domain: Option<String>,
+    /// The workspace served on bare paths (no `/w/<id>` prefix, no workspace host). When
+    /// unset, the running workspace with the lowest id.
+    pub default_workspace_id: Option<i64>,
+    /// CIDRs of reverse proxies in front of the gateway. Only when the TCP peer is inside one
+    /// of them is `X-Forwarded-For` read.
+    pub trusted_proxies: Vec<String>,
+    /// Tokio worker threads for the gateway runtime (the binary sizes its runtime with it);
+    /// unset means one per core.
+    pub worker_threads: Option<usize>,
+    /// Request and connection limits.
+    pub limits: Limits,
+    /// OAuth/OIDC issuers whose JWTs are accepted as bearer tokens.
+    pub oidc_issuers: Vec<OidcIssuer>,
+    /// Directory of the Cedar schema and policies. The binary passes it (or its default) to
+    /// the gateway in `GatewayDeps::policy_dir`.
+    pub policy_dir: Option<PathBuf>,
+    /// Directory of the audit log. The binary passes it (or its default) in
+    /// `GatewayDeps::audit_dir`.
+    pub audit_dir: Option<PathBuf>,
+    /// How long an upstream may take to send its response head before the caller gets 504.
+    pub upstream_timeout_secs: u64,
+    /// How long connecting to an upstream may take before the caller gets 502.
+    pub upstream_connect_timeout_ms: u64,
+    /// How long resolved tokens and principals stay cached at most. Changes made through the
+    /// gateway, or announced by the control plane, drop the caches at once; this bounds only
+    /// a missed announcement.
+    pub auth_cache_ttl_secs: u64,
+    /// How often the policy directory is checked for changes.
+    pub policy_poll_interval_ms: u64,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace_secs: u64,
+    /// Audit records queued for the writer before requests wait for it.
+    pub audit_queue_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            server_names: Vec::new(),
+            workspace_domain: None,
+            default_workspace_id: None,
+            trusted_proxies: Vec::new(),
+            worker_threads: None,
+            limits: Limits::default(),
+            oidc_issuers: Vec::new(),
+            policy_dir: None,
+            audit_dir: None,
+            upstream_timeout_secs: 30,
+            upstream_connect_timeout_ms: 250,
+            auth_cache_ttl_secs: 300,
+            policy_poll_interval_ms: 1000,
+            shutdown_grace_secs: 10,
+            audit_queue_capacity: 8192,
+        }
+    }
+}
+
+/// Request and connection limits. Every one is enforced before a request reaches an upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Total size of the request's header fields (names and values). Over it: 431.
+    pub max_header_bytes: usize,
+    /// Number of header fields. Over it: 431.
+    pub max_headers: usize,
+    /// Length of the request target (path and query). Over it: 414.
+    pub max_uri_bytes: usize,
+    /// Size of a request body. Over it: 413.
+    pub max_body_bytes: usize,
+    /// Time for a client to send a complete request head (HTTP/1); the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// Time for a client to send the whole request body. Over it: 408.
+    pub body_read_timeout_secs: u64,
+    /// A connection with no request in flight and no bytes moving for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Time for a client to complete the TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Open client connections; further connections are closed at once.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 10 * 1024 * 1024,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 4096,
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
+/// One OAuth/OIDC issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcIssuer {
+    /// The exact `iss` the issuer's tokens carry.
+    pub issuer: String,
+    /// Where its JWKS is fetched: `https://`, or `http://` to a loopback address (tests).
+    pub jwks_url: String,
+    /// PEM file of CA certificates to verify the JWKS server with. Unset: the system bundle.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Accepted `aud` values; a token must name one of them.
+    pub audiences: Vec<String>,
+    /// Accepted signature algorithms: `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`,
+    /// `ES256`, `ES384` or `EdDSA`. Never `none` or `HS*`: a JWKS publishes public keys.
+    pub algorithms: Vec<String>,
+    /// The claim naming the principal (a user's `userName` or a service principal's
+    /// application id).
+    pub user_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`; at most 300.
+    pub clock_skew_secs: u64,
+    /// A token with an unknown `kid` makes the gateway re-fetch the JWKS at most this often.
+    pub jwks_refetch_interval_secs: u64,
+}
+
+impl Default for OidcIssuer {
+    fn default() -> Self {
+        OidcIssuer {
+            issuer: String::new(),
+            jwks_url: String::new(),
+            jwks_ca_file: None,
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".to_owned()],
+            user_claim: "sub".to_owned(),
+            clock_skew_secs: 60,
+            jwks_refetch_interval_secs: 60,
+        }
+    }
+}
+
+/// The largest clock skew an issuer may be given.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// Algorithms a JWKS issuer may use, by name.
+const ASYMMETRIC_ALGORITHMS: [&str; 9] = [
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+impl Config {
+    /// Checks everything that can be checked without I/O and returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            problems.push(format!(
+                "`listen` and `admin_listen` are both `{}`",
+                self.listen
+            ));
+        }
+        for name in &self.server_names {
+            // A wildcard certificate name (`*.example.com`) is fine.
+            let bare = name.strip_prefix("*.").unwrap_or(name);
+            if !is_host_name(bare) && name.parse::<IpAddr>().is_err() {
+                problems.push(format!("`server_names`: `{name}` is not a host name"));
+            }
+        }
+        if let Some(domain) = &self.workspace_domain {
+            if !is_host_name(domain) {
+                problems.push(format!(
+                    "`workspace_domain`: `{domain}` is not a domain name"
+                ));
+            }
+        }
+        for cidr in &self.trusted_proxies {
+            if let Err(e) = cidr.parse::<Cidr>() {
+                problems.push(format!("`trusted_proxies`: {e}"));
+            }
+        }
+        if self.worker_threads == Some(0) {
+            problems.push("`worker_threads` must be at least 1".to_owned());
+        }
+        self.limits.validate(&mut problems);
+        let positive = [
+            ("upstream_timeout_secs", self.upstream_timeout_secs),
+            (
+                "upstream_connect_timeout_ms",
+                self.upstream_connect_timeout_ms,
+            ),
+            ("policy_poll_interval_ms", self.policy_poll_interval_ms),
+            ("audit_queue_capacity", self.audit_queue_capacity as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                problems.push(format!("`{name}` must be greater than 0"));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, issuer) in self.oidc_issuers.iter().enumerate() {
+            issuer.validate(i, &mut problems);
+            if !seen.insert(issuer.issuer.as_str()) {
+                problems.push(format!(
+                    "`oidc_issuers[{i}]`: issuer `{}` is configured twice",
+                    issuer.issuer
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self, problems: &mut Vec<String>) {
+        let ranges: [(&str, u64, u64, u64); 10] = [
+            (
+                "max_header_bytes",
+                self.max_header_bytes as u64,
+                1024,
+                1 << 20,
+            ),
+            ("max_headers", self.max_headers as u64, 8, 1000),
+            ("max_uri_bytes", self.max_uri_bytes as u64, 256, 65_000),
+            ("max_body_bytes", self.max_body_bytes as u64, 1, 1 << 30),
+            (
+                "header_read_timeout_secs",
+                self.header_read_timeout_secs,
+                1,
+                3600,
+            ),
+            (
+                "body_read_timeout_secs",
+                self.body_read_timeout_secs,
+                1,
+                3600,
+            ),
+            ("idle_timeout_secs", self.idle_timeout_secs, 1, 86_400),
+            (
+                "tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+                1,
+                3600,
+            ),
+            ("max_connections", self.max_connections as u64, 1, 1 << 20),
+            (
+                "max_concurrent_streams",
+                u64::from(self.max_concurrent_streams),
+                1,
+                10_000,
+            ),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                problems.push(format!(
+                    "`limits.{name}` is {value}; it must be between {min} and {max}"
+                ));
+            }
+        }
+    }
+}
+
+impl OidcIssuer {
+    fn validate(&self, i: usize, problems: &mut Vec<String>) {
+        let at = format!("`oidc_issuers[{i}]`");
+        if self.issuer.is_empty() {
+            problems.push(format!("{at}: `issuer` is empty"));
+        }
+        if let Err(e) = check_jwks_url(&self.jwks_url) {
+            problems.push(format!("{at}: `jwks_url`: {e}"));
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(String::is_empty) {
+            problems.push(format!(
+                "{at}: `audiences` must list at least one non-empty audience"
+            ));
+        }
+        if self.algorithms.is_empty() {
+            problems.push(format!("{at}: `algorithms` is empty"));
+        }
+        for alg in &self.algorithms {
+            if alg.eq_ignore_ascii_case("none") {
+                problems.push(format!("{at}: algorithm `none` is never accepted"));
+            } else if alg.to_ascii_uppercase().starts_with("HS") {
+                problems.push(format!(
+                    "{at}: algorithm `{alg}` is symmetric; a JWKS issuer must sign with a public-key algorithm"
+                ));
+            } else if !ASYMMETRIC_ALGORITHMS.contains(&alg.as_str()) {
+                problems.push(format!(
+                    "{at}: unknown algorithm `{alg}` (expected one of {})",
+                    ASYMMETRIC_ALGORITHMS.join(", ")
+                ));
+            }
+        }
+        if self.user_claim.is_empty() {
+            problems.push(format!("{at}: `user_claim` is empty"));
+        }
+        if self.clock_skew_secs > MAX_CLOCK_SKEW_SECS {
+            problems.push(format!(
+                "{at}: `clock_skew_secs` is {}; at most {MAX_CLOCK_SKEW_SECS}",
+                self.clock_skew_secs
+            ));
+        }
+        if self.jwks_refetch_interval_secs == 0 {
+            problems.push(format!(
+                "{at}: `jwks_refetch_interval_secs` must be at least 1"
+            ));
+        }
+    }
+}
+
+/// `https://` anywhere, or `http://` only to a loopback address (a test JWKS server).
+pub(crate) fn check_jwks_url(url: &str) -> Result<http::Uri, String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
+    let host = uri.host().ok_or_else(|| format!("`{url}` has no host"))?;
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if is_loopback_host(host) => Ok(uri),
+        Some("http") => Err(format!(
+            "`{url}` is plain http; only loopback JWKS URLs may skip TLS"
+        )),
+        _ => Err(format!("`{url}` must be an https URL")),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A DNS name: dot-separated labels of letters, digits and hyphens.
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let names = Config {
+            server_names: vec![
+                "*.lakeward.test".into(),
+                "gw.example.com".into(),
+                "10.0.0.1".into(),
+            ],
+            ..Config::default()
+        };
+        assert_eq!(names.validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let config = Config {
+            trusted_proxies: vec!["10.0.0.0/33".into(), "nope".into()],
+            workspace_domain: Some("bad domain".into()),
+            limits: Limits {
+                max_headers: 0,
+                ..Limits::default()
+            },
+            oidc_issuers: vec![OidcIssuer {
+                issuer: "https://idp".into(),
+                jwks_url: "http://idp.example.com/jwks".into(),
+                audiences: vec![],
+                algorithms: vec!["none".into(), "HS256".into(), "RS999".into()],
+                clock_skew_secs: 301,
+                ..OidcIssuer::default()
+            }],
+            ..Config::default()
+        };
+        let problems = config.validate().unwrap_err();
+        let all = problems.join("\n");
+        for needle in [
+            "10.0.0.0/33",
+            "nope",
+            "bad domain",
+            "max_headers",
+            "plain http",
+            "audiences",
+            "`none`",
+            "HS256",
+            "RS999",
+            "clock_skew_secs",
+        ] {
+            assert!(all.contains(needle), "missing {needle} in {all}");
+        }
+        assert_eq!(problems.len(), 10, "{all}");
+    }
+
+    #[test]
+    fn empty_algorithms_and_loopback_http_jwks() {
+        let mut issuer = OidcIssuer {
+            issuer: "i".into(),
+            jwks_url: "http://127.0.0.1:9/jwks".into(),
+            audiences: vec!["a".into()],
+            ..OidcIssuer::default()
+        };
+        let config = |issuer: &OidcIssuer| Config {
+            oidc_issuers: vec![issuer.clone()],
+            ..Config::default()
+        };
+        assert_eq!(config(&issuer).validate(), Ok(()));
+        issuer.algorithms.clear();
+        assert!(config(&issuer).validate().unwrap_err()[0].contains("empty"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<Config>(r#"{"listen":"127.0.0.1:1","bogus":1}"#);
+        assert!(err.is_err());
+        let ok: Config = serde_json::from_str(r#"{"limits":{"max_headers":50}}"#).unwrap();
+        assert_eq!(ok.limits.max_headers, 50);
+        assert_eq!(ok.limits.max_uri_bytes, Limits::default().max_uri_bytes);
+    }
+}

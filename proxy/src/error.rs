@@ -1,0 +1,200 @@
+//! The stages' errors, and the rescue: the one place they become what a client sees,
+//! `{"error_code": "...", "message": "..."}` with the status the Databricks SDK expects.
+//! Messages are written for the caller and never carry internal details; the typed error
+//! (with the details) goes to the log.
+
+use crate::admission::AdmissionError;
+use crate::authn::AuthnError;
+use crate::authz::AuthzError;
+use crate::client_addr::ClientAddrError;
+use crate::forward::ForwardError;
+use crate::ip_acl::{AclScope, IpAclError};
+use crate::pipeline::ProxyBody;
+use crate::upstream::UpstreamError;
+use crate::workspace::WorkspaceError;
+use bytes::Bytes;
+use http::{header, HeaderValue, Response};
+use http_body_util::{BodyExt, Full};
+use lakeward_common::error::{ApiError, ErrorCode};
+
+/// An error from any stage.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StageError {
+    #[error("admission: {0}")]
+    Admission(#[from] AdmissionError),
+    #[error("client address: {0}")]
+    ClientAddr(#[from] ClientAddrError),
+    #[error("workspace: {0}")]
+    Workspace(#[from] WorkspaceError),
+    #[error("ip access list: {0}")]
+    IpAcl(#[from] IpAclError),
+    #[error("authentication: {0}")]
+    Authn(#[from] AuthnError),
+    #[error("authorization: {0}")]
+    Authz(#[from] AuthzError),
+    #[error("forwarding: {0}")]
+    Forward(#[from] ForwardError),
+}
+
+/// A gateway-side 503.
+fn unavailable() -> ApiError {
+    ApiError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "The service is temporarily unavailable; retry later",
+    )
+}
+
+impl StageError {
+    /// The rescue: what the client is told.
+    pub(crate) fn to_api_error(&self) -> ApiError {
+        use ErrorCode as C;
+        match self {
+            StageError::Admission(e) => match e {
+                AdmissionError::TooManyHeaders { .. } | AdmissionError::HeadersTooLarge { .. } => {
+                    ApiError::new(C::HeadersTooLarge, "Request header fields too large")
+                }
+                AdmissionError::UriTooLong { .. } => {
+                    ApiError::new(C::UriTooLong, "Request URI too long")
+                }
+                AdmissionError::AmbiguousFraming(_) => {
+                    ApiError::new(C::BadRequest, "Ambiguous request framing")
+                }
+                AdmissionError::BadPath(_) => ApiError::new(C::BadRequest, "Invalid request path"),
+                AdmissionError::BodyTooLarge { limit } => ApiError::new(
+                    C::PayloadTooLarge,
+                    format!("Request body larger than {limit} bytes"),
+                ),
+                AdmissionError::BodyTimeout(_) => {
+                    ApiError::new(C::RequestTimeout, "Request body not received in time")
+                }
+                AdmissionError::BodyRead(_) => {
+                    ApiError::new(C::BadRequest, "Request body could not be read")
+                }
+            },
+            StageError::ClientAddr(ClientAddrError::MalformedForwardedFor) => {
+                ApiError::new(C::BadRequest, "Malformed X-Forwarded-For header")
+            }
+            StageError::Workspace(e) => match e {
+                WorkspaceError::MissingHost => ApiError::new(C::BadRequest, "Missing Host header"),
+                WorkspaceError::SniMismatch { .. } => ApiError::new(
+                    C::BadRequest,
+                    "The Host header does not match the TLS server name",
+                ),
+                WorkspaceError::UnknownWorkspace(_) => {
+                    ApiError::not_found("The workspace addressed does not exist")
+                }
+                WorkspaceError::UnknownAccount(_) => {
+                    ApiError::not_found("The account addressed does not exist")
+                }
+                WorkspaceError::PrefixMismatch { .. } => ApiError::invalid_parameter(
+                    "The path prefix and the host name different workspaces",
+                ),
+                WorkspaceError::HeaderMismatch { addressed, .. } => ApiError::invalid_parameter(
+                    format!("X-Databricks-Workspace-Id does not match workspace {addressed}"),
+                ),
+                WorkspaceError::Unavailable(_) => unavailable(),
+            },
+            StageError::IpAcl(e) => match e {
+                IpAclError::Blocked { ip, scope } => ApiError::permission_denied(match scope {
+                    AclScope::Workspace(id) => format!(
+                        "Source IP address: {ip} is blocked by Databricks IP ACL for workspace: {id}"
+                    ),
+                    AclScope::Account(id) => format!(
+                        "Source IP address: {ip} is blocked by Databricks IP ACL for account: {id}"
+                    ),
+                }),
+                IpAclError::Invalid { .. } | IpAclError::Incomplete => unavailable(),
+            },
+            StageError::Authn(e) => match e {
+                AuthnError::Unavailable(_) | AuthnError::JwksUnavailable(_) => unavailable(),
+                AuthnError::Missing => ApiError::unauthenticated(
+                    "Credential was not sent or was of an unsupported type",
+                ),
+                AuthnError::Expired => ApiError::unauthenticated("Token expired"),
+                _ => ApiError::unauthenticated("Invalid access token"),
+            },
+            StageError::Authz(e) => match e {
+                AuthzError::NoRoute { method, path } => ApiError::new(
+                    C::EndpointNotFound,
+                    format!("No API found for '{method} {path}'"),
+                ),
+                AuthzError::Denied {
+                    who,
+                    action,
+                    resource,
+                } => ApiError::permission_denied(format!(
+                    "{who} does not have permission to {action} on {resource}"
+                )),
+                AuthzError::Incomplete => ApiError::internal(),
+            },
+            StageError::Forward(e) => match e {
+                ForwardError::Upstream(UpstreamError::Timeout(_)) => ApiError::new(
+                    C::DeadlineExceeded,
+                    "The upstream service did not answer in time",
+                ),
+                ForwardError::Upstream(_) => {
+                    ApiError::new(C::BadGateway, "The upstream service is unavailable")
+                }
+                ForwardError::Internal(_) => ApiError::internal(),
+            },
+        }
+    }
+
+    /// Whether the request was refused by a policy-like check (for the `decision` label and
+    /// field), as opposed to failing after it was allowed.
+    pub(crate) fn after_allow(&self) -> bool {
+        matches!(self, StageError::Forward(_))
+    }
+}
+
+/// The JSON error response for `err`.
+pub(crate) fn error_response(err: &ApiError) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from(err.body()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = err.status();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if err.code == ErrorCode::TemporarilyUnavailable {
+        // The SDK retries 503 after `Retry-After` seconds (an integer).
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_messages() {
+        let blocked = StageError::IpAcl(IpAclError::Blocked {
+            ip: "127.0.0.3".parse().unwrap(),
+            scope: AclScope::Workspace(42),
+        });
+        let api = blocked.to_api_error();
+        assert_eq!(api.status(), 403);
+        assert_eq!(
+            api.message,
+            "Source IP address: 127.0.0.3 is blocked by Databricks IP ACL for workspace: 42"
+        );
+        let expired = StageError::Authn(AuthnError::Expired).to_api_error();
+        assert_eq!(
+            (expired.status().as_u16(), expired.code.as_str()),
+            (401, "UNAUTHENTICATED")
+        );
+        let secret = StageError::Forward(ForwardError::Internal("/etc/secret path".into()));
+        assert!(!secret.to_api_error().message.contains("secret"));
+        let response = error_response(
+            &StageError::Authn(AuthnError::Unavailable(crate::control::ControlError::Stale))
+                .to_api_error(),
+        );
+        assert_eq!(response.status(), 503);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

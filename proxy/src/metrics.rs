@@ -1,0 +1,141 @@
+//! The gateway's metrics, registered into the `prometheus::Registry` the caller passes in.
+//! Labels come from fixed sets only (Cedar action names, decision, status code, upstream,
+//! failure reason): never user ids, raw paths or SQL.
+
+use crate::authn::AuthnError;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// Seconds, from 100 µs (the gateway's own work) to 30 s (a slow upstream).
+const LATENCY_BUCKETS: [f64; 17] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Every metric the gateway updates.
+#[derive(Clone)]
+pub(crate) struct GatewayMetrics {
+    /// `gateway_http_requests_total{action,decision,status}`.
+    pub requests: IntCounterVec,
+    /// Time spent in the gateway itself: total until the response head, minus the upstream.
+    pub added_latency: Histogram,
+    /// `gateway_upstream_latency_seconds{upstream}`: until the upstream's response head.
+    pub upstream_seconds: HistogramVec,
+    pub authz_seconds: Histogram,
+    /// `gateway_authn_failures_total{reason}`.
+    pub authn_failures: IntCounterVec,
+    /// `gateway_policy_set_info{version}`: 1 for the policy set in force.
+    pub policy_info: IntGaugeVec,
+    /// Counts successful policy loads (1 after start).
+    pub policy_generation: IntGauge,
+    pub policy_reload_failures: IntCounter,
+    pub connections_open: IntGauge,
+    /// Connections closed at once: over the connection limit.
+    pub connections_refused: IntCounter,
+    pub tls_handshake_failures: IntCounter,
+    pub audit_write_failures: IntCounter,
+    pub snapshot_version: IntGauge,
+}
+
+impl GatewayMetrics {
+    /// Creates and registers every metric.
+    pub(crate) fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+        };
+        let metrics = GatewayMetrics {
+            requests: IntCounterVec::new(
+                Opts::new(
+                    "gateway_http_requests_total",
+                    "Requests answered, by Cedar action, decision and status.",
+                ),
+                &["action", "decision", "status"],
+            )?,
+            added_latency: histogram(
+                "gateway_added_latency_seconds",
+                "Latency the gateway adds: until the response head, upstream time excluded.",
+            )?,
+            upstream_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "gateway_upstream_latency_seconds",
+                    "Time until the upstream's response head.",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["upstream"],
+            )?,
+            authz_seconds: histogram(
+                "gateway_authz_decision_seconds",
+                "Time of one Cedar authorization decision.",
+            )?,
+            authn_failures: IntCounterVec::new(
+                Opts::new(
+                    "gateway_authn_failures_total",
+                    "Authentication failures, by reason.",
+                ),
+                &["reason"],
+            )?,
+            policy_info: IntGaugeVec::new(
+                Opts::new(
+                    "gateway_policy_set_info",
+                    "1 for the policy set version in force.",
+                ),
+                &["version"],
+            )?,
+            policy_generation: IntGauge::new(
+                "gateway_policy_generation",
+                "Number of policy sets loaded since start.",
+            )?,
+            policy_reload_failures: IntCounter::new(
+                "gateway_policy_reload_failures_total",
+                "Policy reloads rejected (the previous set kept serving).",
+            )?,
+            connections_open: IntGauge::new(
+                "gateway_connections_open",
+                "Open client connections.",
+            )?,
+            connections_refused: IntCounter::new(
+                "gateway_connections_refused_total",
+                "Connections closed at once because the connection limit was reached.",
+            )?,
+            tls_handshake_failures: IntCounter::new(
+                "gateway_tls_handshake_failures_total",
+                "TLS handshakes that failed or timed out.",
+            )?,
+            audit_write_failures: IntCounter::new(
+                "gateway_audit_write_failures_total",
+                "Audit records that could not be written or made durable.",
+            )?,
+            snapshot_version: IntGauge::new(
+                "gateway_snapshot_version",
+                "State version of the control-plane snapshot in use.",
+            )?,
+        };
+        registry.register(Box::new(metrics.requests.clone()))?;
+        registry.register(Box::new(metrics.added_latency.clone()))?;
+        registry.register(Box::new(metrics.upstream_seconds.clone()))?;
+        registry.register(Box::new(metrics.authz_seconds.clone()))?;
+        registry.register(Box::new(metrics.authn_failures.clone()))?;
+        registry.register(Box::new(metrics.policy_info.clone()))?;
+        registry.register(Box::new(metrics.policy_generation.clone()))?;
+        registry.register(Box::new(metrics.policy_reload_failures.clone()))?;
+        registry.register(Box::new(metrics.connections_open.clone()))?;
+        registry.register(Box::new(metrics.connections_refused.clone()))?;
+        registry.register(Box::new(metrics.tls_handshake_failures.clone()))?;
+        registry.register(Box::new(metrics.audit_write_failures.clone()))?;
+        registry.register(Box::new(metrics.snapshot_version.clone()))?;
+        // Zero series for every reason, so a dashboard sees them before the first failure.
+        for reason in AuthnError::REASONS {
+            metrics.authn_failures.with_label_values(&[reason]);
+        }
+        Ok(metrics)
+    }
+
+    /// Marks `version` as the policy set in force.
+    pub(crate) fn set_policy_version(&self, version: &str) {
+        self.policy_info.reset();
+        self.policy_info.with_label_values(&[version]).set(1);
+        self.policy_generation.inc();
+    }
+}

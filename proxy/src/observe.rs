@@ -1,0 +1,153 @@
+//! The outermost layer: every request passes here exactly once, on its way back. It applies
+//! the rescue (stage errors → Databricks JSON), adds `X-Request-Id`, records metrics
+//! (stage 9) and writes the audit record (stage 8), waiting for durability on mutating calls
+//! before the response leaves.
+
+use crate::audit;
+use crate::error::{error_response, StageError};
+use crate::pipeline::{Exchange, Outcome, ProxyBody};
+use crate::route::is_mutating;
+use crate::shared::Shared;
+use http::{header, HeaderValue, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower::{Layer, Service, ServiceExt};
+use tracing::Instrument;
+
+/// See the module documentation.
+#[derive(Clone)]
+pub(crate) struct ObserveLayer {
+    shared: Arc<Shared>,
+}
+
+impl ObserveLayer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        ObserveLayer { shared }
+    }
+}
+
+impl<I> Layer<I> for ObserveLayer {
+    type Service = ObserveService<I>;
+
+    fn layer(&self, inner: I) -> Self::Service {
+        ObserveService {
+            shared: self.shared.clone(),
+            inner,
+        }
+    }
+}
+
+/// See the module documentation.
+#[derive(Clone)]
+pub(crate) struct ObserveService<I> {
+    shared: Arc<Shared>,
+    inner: I,
+}
+
+impl<I> Service<Exchange> for ObserveService<I>
+where
+    I: Service<Exchange, Response = Outcome, Error = Infallible> + Clone + Send + 'static,
+    I::Future: Send,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, ex: Exchange) -> Self::Future {
+        let shared = self.shared.clone();
+        let inner = self.inner.clone();
+        let span = tracing::info_span!(
+            "request",
+            request_id = %ex.ctx.request_id,
+            method = %ex.ctx.method,
+            action = tracing::field::Empty,
+            principal = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        Box::pin(
+            async move {
+                let Ok(outcome) = inner.oneshot(ex).await;
+                Ok(finish(&shared, outcome).await)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Turns an outcome into the response, with metrics and audit.
+async fn finish(shared: &Shared, outcome: Outcome) -> Response<ProxyBody> {
+    let Outcome { ctx, result } = outcome;
+    let (mut response, error) = match result {
+        Ok(response) => (response, None),
+        Err(err) => {
+            let api = err.to_api_error();
+            log_refusal(&err, api.status().as_u16());
+            (error_response(&api), Some((err, api)))
+        }
+    };
+    let headers = response.headers_mut();
+    if let Ok(id) = HeaderValue::from_str(&ctx.request_id) {
+        headers.insert(header::HeaderName::from_static("x-request-id"), id);
+    }
+    if ctx.close_connection && !ctx.conn.h2 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+
+    let status = response.status().as_u16();
+    // Allowed: Cedar said yes (a failure after that, e.g. a 502, is still an allowed call).
+    let allowed = ctx.decision.as_ref().is_some_and(|d| d.allowed)
+        && error.as_ref().is_none_or(|(e, _)| e.after_allow());
+    let action = ctx.route.map_or("unknown", |r| r.action);
+    let span = tracing::Span::current();
+    span.record("action", action);
+    span.record("status", status);
+    if let Some(p) = &ctx.principal {
+        span.record("principal", p.record.id.as_str());
+    }
+
+    let m = &shared.metrics;
+    let decision = if allowed { "allow" } else { "deny" };
+    m.requests
+        .with_label_values(&[action, decision, &status.to_string()])
+        .inc();
+    if let Some((StageError::Authn(e), _)) = &error {
+        m.authn_failures.with_label_values(&[e.reason()]).inc();
+    }
+    let own = ctx
+        .started
+        .elapsed()
+        .saturating_sub(ctx.upstream_elapsed.unwrap_or_default());
+    m.added_latency.observe(own.as_secs_f64());
+
+    let fallback_account = shared
+        .state
+        .current()
+        .map(|s| s.account_id.clone())
+        .unwrap_or_default();
+    let record = audit::build(
+        &ctx,
+        status,
+        error.as_ref().map(|(e, api)| (e, api)),
+        allowed,
+        &fallback_account,
+    );
+    // Mutating calls: the record is on disk before the caller hears back.
+    shared.audit.write(&record, is_mutating(&ctx.method)).await;
+    tracing::debug!(status, decision, "request done");
+    response
+}
+
+fn log_refusal(err: &StageError, status: u16) {
+    if status >= 500 {
+        tracing::warn!(error = %err, status, "request failed");
+    } else {
+        tracing::info!(error = %err, status, "request refused");
+    }
+}

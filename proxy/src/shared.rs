@@ -1,0 +1,30 @@
+//! What every stage shares: configuration, the control-plane state, the policy store, the
+//! upstream client, keys, the audit sink and metrics. Built once in `Gateway::bind`.
+
+use crate::audit::AuditSink;
+use crate::authn::OidcVerifier;
+use crate::cidr::Cidr;
+use crate::config::Config;
+use crate::metrics::GatewayMetrics;
+use crate::policy_store::PolicyStore;
+use crate::state::ControlState;
+use crate::upstream::{HttpClient, UpstreamBase};
+use lakeward_common::assertion::AssertionKey;
+use std::sync::Arc;
+
+pub(crate) struct Shared {
+    pub config: Config,
+    pub trusted_proxies: Vec<Cidr>,
+    pub state: Arc<ControlState>,
+    pub policies: Arc<PolicyStore>,
+    pub oidc: OidcVerifier,
+    pub client: HttpClient,
+    pub control_base: UpstreamBase,
+    pub runtime_base: UpstreamBase,
+    /// Signs assertions for the control plane.
+    pub control_key: AssertionKey,
+    /// Signs assertions for the runtime.
+    pub runtime_key: AssertionKey,
+    pub audit: AuditSink,
+    pub metrics: GatewayMetrics,
+}
