@@ -1,1 +1,261 @@
-fn main() {}
+//! The `lakeward` command line: parses arguments and configuration, then hands over to the
+//! library. Configuration errors are all reported before any port is bound (exit code 78).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use lakeward::config::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// sysexits' EX_CONFIG: the configuration is wrong.
+const EX_CONFIG: u8 = 78;
+/// sysexits' EX_DATAERR: the input (policies, request) is wrong.
+const EX_DATAERR: u8 = 65;
+
+#[derive(Parser)]
+#[command(
+    name = "lakeward",
+    version,
+    about = "A policy-enforcing gateway for a Databricks-style data platform"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the gateway, the control plane and the runtime on this machine.
+    Serve {
+        /// The TOML configuration file (see deploy/lakeward.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The data directory (overrides `data_dir`).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The gateway's TLS listener (overrides `gateway.listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// The admin listener with /metrics, /healthz and /readyz (overrides `gateway.admin_listen`).
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
+    },
+    /// Loads and validates a configuration file, then exits.
+    CheckConfig { file: PathBuf },
+    /// Cedar policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Checks a policy directory (one .cedarschema and any number of .cedar files).
+    Validate { dir: PathBuf },
+    /// Answers what the gateway would decide for one request.
+    Check {
+        /// The policy directory.
+        #[arg(long, default_value = "lakeward-data/policies")]
+        policies: PathBuf,
+        /// For example 'Lakeward::User::"42"'.
+        #[arg(long)]
+        principal: String,
+        /// For example 'Lakeward::Action::"CreateToken"'.
+        #[arg(long)]
+        action: String,
+        /// For example 'Lakeward::Workspace::"1234"'.
+        #[arg(long)]
+        resource: String,
+        /// The request context as JSON.
+        #[arg(long)]
+        context: Option<String>,
+        /// A file of entities in Cedar's JSON format.
+        #[arg(long)]
+        entities: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+            admin_listen,
+        } => {
+            let mut config = match load_config(config.as_deref()) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            if let Some(dir) = data_dir {
+                config.data_dir = dir;
+            }
+            if let Some(addr) = listen {
+                config.gateway.listen = addr;
+            }
+            if let Some(addr) = admin_listen {
+                config.gateway.admin_listen = addr;
+            }
+            if let Err(problems) = config.validate() {
+                return report_config_problems(&problems);
+            }
+            init_tracing();
+            match serve(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("lakeward: {err:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CheckConfig { file } => {
+            let config = match load_config(Some(&file)) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            match config.validate() {
+                Ok(()) => {
+                    println!("{}: ok", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(problems) => report_config_problems(&problems),
+            }
+        }
+        Command::Policy { command } => policy_command(command),
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::default()),
+        Some(path) => Config::from_file(path).map_err(|problems| report_config_problems(&problems)),
+    }
+}
+
+fn report_config_problems(problems: &[String]) -> ExitCode {
+    for problem in problems {
+        eprintln!("config error: {problem}");
+    }
+    eprintln!(
+        "{} configuration problem(s); nothing was started",
+        problems.len()
+    );
+    ExitCode::from(EX_CONFIG)
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LAKEWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(threads) = config.gateway.worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = builder.build().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let running = lakeward::start(config).await?;
+        println!("{}", lakeward::startup_hint(&running));
+        running.run_until(shutdown_signal()).await?;
+        eprintln!("lakeward: stopped");
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn policy_command(command: PolicyCommand) -> ExitCode {
+    match command {
+        PolicyCommand::Validate { dir } => match lakeward_policy::validate_dir(&dir) {
+            Ok(report) => {
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
+                println!(
+                    "{}: {} policies, version {}: ok",
+                    dir.display(),
+                    report.policy_count,
+                    report.version
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for error in &errors {
+                    eprintln!("error: {error}");
+                }
+                ExitCode::from(EX_DATAERR)
+            }
+        },
+        PolicyCommand::Check {
+            policies,
+            principal,
+            action,
+            resource,
+            context,
+            entities,
+        } => {
+            let bundle = match lakeward_policy::PolicyBundle::load_dir(&policies) {
+                Ok(bundle) => bundle,
+                Err(errors) => {
+                    for error in &errors {
+                        eprintln!("error: {error}");
+                    }
+                    return ExitCode::from(EX_DATAERR);
+                }
+            };
+            let entities = match entities.map(std::fs::read_to_string).transpose() {
+                Ok(entities) => entities,
+                Err(err) => {
+                    eprintln!("error: cannot read entities: {err}");
+                    return ExitCode::from(EX_DATAERR);
+                }
+            };
+            match lakeward_policy::check(
+                &bundle,
+                &principal,
+                &action,
+                &resource,
+                context.as_deref(),
+                entities.as_deref(),
+            ) {
+                Ok(decision) => {
+                    println!(
+                        "decision: {}",
+                        if decision.allowed { "ALLOW" } else { "DENY" }
+                    );
+                    println!("determining policies: {:?}", decision.determining_policies);
+                    for error in &decision.errors {
+                        println!("evaluation error: {error}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::from(EX_DATAERR)
+                }
+            }
+        }
+    }
+}

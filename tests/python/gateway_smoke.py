@@ -7,10 +7,11 @@ import os
 import time
 
 from databricks.sdk import WorkspaceClient
+from databricks.sdk.config import Config
 from databricks.sdk.errors import PermissionDenied, Unauthenticated, NotFound
 
 started = time.monotonic()
-w = WorkspaceClient(retry_timeout_seconds=30)
+w = WorkspaceClient(config=Config(retry_timeout_seconds=30))
 # Built from host and token alone: the /.well-known probe answered fast with the workspace id.
 assert time.monotonic() - started < 5, "client start-up was slow: the host-metadata probe retried"
 
@@ -24,7 +25,7 @@ assert created.token_value.startswith("dapi"), "token value is returned at creat
 ids = [t.token_id for t in w.tokens.list()]
 assert created.token_info.token_id in ids, ids
 
-other = WorkspaceClient(host=os.environ["DATABRICKS_HOST"], token=created.token_value, retry_timeout_seconds=30)
+other = WorkspaceClient(config=Config(host=os.environ["DATABRICKS_HOST"], token=created.token_value, retry_timeout_seconds=30))
 assert other.current_user.me().user_name == "admin@lakeward.local"
 w.tokens.delete(token_id=created.token_info.token_id)
 try:

@@ -1,0 +1,248 @@
+//! The `lakeward` binary as a newcomer runs it: `serve` prints a hint that works when pasted,
+//! Ctrl-C drains and exits 0, a second run reuses everything; bad configuration and bad
+//! policies are reported in full before anything starts.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn lakeward() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lakeward"))
+}
+
+/// Starts `serve` and returns the child and everything it printed up to the `curl` line.
+fn serve(data_dir: &Path) -> (Child, Vec<String>) {
+    let mut child = lakeward()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("lakeward starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !lines
+        .iter()
+        .any(|l: &String| l.trim_start().starts_with("curl "))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => lines.push(line),
+            Err(_) => panic!("serve printed no hint; got {lines:?}"),
+        }
+    }
+    (child, lines)
+}
+
+fn interrupt_and_wait(mut child: Child) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lakeward did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_prints_a_working_hint_and_stops_cleanly_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let (child, lines) = serve(&data_dir);
+    let text = lines.join("\n");
+    assert!(text.contains("Bootstrap admin token"), "{text}");
+    let token = std::fs::read_to_string(data_dir.join("admin-token")).unwrap();
+    assert!(
+        text.contains(token.trim()),
+        "the token is printed once on first run"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data_dir.join("admin-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // The pasted curl line answers once the gateway is ready (readiness follows start-up).
+    let curl = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("curl "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let output = loop {
+        let output = Command::new("sh")
+            .args(["-c", &format!("{curl} --silent --show-error --fail")])
+            .output()
+            .unwrap();
+        if output.status.success() || Instant::now() > deadline {
+            break output;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let body = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{curl}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(body.contains("admin@lakeward.local"), "{body}");
+
+    let status = interrupt_and_wait(child);
+    assert_eq!(status.code(), Some(0), "Ctrl-C drains and exits 0");
+
+    // A second run reuses the CA, the token and the workspace, and prints no new token.
+    let ca = std::fs::read(data_dir.join("ca.pem")).unwrap();
+    let (child, lines) = serve(&data_dir);
+    let text = lines.join("\n");
+    assert!(!text.contains("Bootstrap admin token"), "{text}");
+    assert_eq!(std::fs::read(data_dir.join("ca.pem")).unwrap(), ca);
+    assert_eq!(interrupt_and_wait(child).code(), Some(0));
+}
+
+#[test]
+fn check_config_reports_every_problem_and_binds_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/lakeward.example.toml");
+    let out = lakeward().arg("check-config").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let unknown = tmp.path().join("unknown.toml");
+    std::fs::write(
+        &unknown,
+        "[gateway]\nlisten = \"127.0.0.1:1\"\nbogus_key = 1\n",
+    )
+    .unwrap();
+    let out = lakeward()
+        .arg("check-config")
+        .arg(&unknown)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus_key"));
+
+    let invalid = tmp.path().join("invalid.toml");
+    std::fs::write(
+        &invalid,
+        "data_dir = \"\"\n[bootstrap]\nadmin_user_name = \"\"\n",
+    )
+    .unwrap();
+    let out = lakeward()
+        .arg("check-config")
+        .arg(&invalid)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("data_dir") && stderr.contains("admin_user_name"),
+        "{stderr}"
+    );
+
+    // serve refuses the same file before binding anything.
+    let out = lakeward()
+        .args(["serve", "--config"])
+        .arg(&invalid)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
+
+#[test]
+fn policy_validate_and_check() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/policies");
+    let out = lakeward()
+        .args(["policy", "validate"])
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        tmp.path().join("broken.cedar"),
+        "permit (principal, action, resource)\nwhen { principal.nosuch == 1 ;\n",
+    )
+    .unwrap();
+    let out = lakeward()
+        .args(["policy", "validate"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.cedar:2:"),
+        "file and line are named: {stderr}"
+    );
+
+    let entities = tmp.path().join("entities.json");
+    std::fs::write(
+        &entities,
+        r#"[{"uid": {"type": "Lakeward::User", "id": "1"}, "attrs": {"userName": "a@b.c", "active": true}, "parents": []},
+            {"uid": {"type": "Lakeward::Account", "id": "a"}, "attrs": {}, "parents": []}]"#,
+    )
+    .unwrap();
+    let out = lakeward()
+        .args(["policy", "check", "--entities"])
+        .arg(&entities)
+        .arg("--policies")
+        .arg(&shipped)
+        .args([
+            "--principal", r#"Lakeward::User::"1""#,
+            "--action", r#"Lakeward::Action::"CreateToken""#,
+            "--resource", r#"Lakeward::User::"1""#,
+            "--context", r#"{"clientIp": {"__extn": {"fn": "ip", "arg": "127.0.0.1"}}, "account": {"__entity": {"type": "Lakeward::Account", "id": "a"}}, "authMethod": "pat", "requestTime": 0}"#,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ALLOW") && stdout.contains("self-service"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests: one binary, one module per area. Every test starts its own Lakeward in a
+//! temporary directory on free ports, so tests run in parallel.
+
+mod gateway;
+mod identity;
+mod sdk;
