@@ -281,7 +281,10 @@ mod tests {
         let back = control.verify(&token).unwrap();
         assert_eq!(back.sub, "42");
         assert_eq!(back.aud, "lakeward-control");
-        assert!(runtime.verify(&token).is_err(), "runtime key must not accept control's");
+        assert!(
+            runtime.verify(&token).is_err(),
+            "runtime key must not accept control's"
+        );
     }
 
     #[test]
@@ -302,7 +305,8 @@ mod tests {
         c.aud = "lakeward-control".into();
         c.iat = unix_now() - 600;
         c.exp = unix_now() - 300;
-        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &key.encoding).unwrap();
+        let expired =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &c, &key.encoding).unwrap();
         assert!(key.verify(&expired).is_err());
         // alg=none: header {"alg":"none"} with an empty signature.
         use base64::Engine;

@@ -173,8 +173,16 @@ mod tests {
             display_name: "A".into(),
             active: true,
             groups: vec![
-                GroupRecord { id: "10".into(), display_name: "admins".into(), workspace_id: Some(5) },
-                GroupRecord { id: "11".into(), display_name: "users".into(), workspace_id: Some(6) },
+                GroupRecord {
+                    id: "10".into(),
+                    display_name: "admins".into(),
+                    workspace_id: Some(5),
+                },
+                GroupRecord {
+                    id: "11".into(),
+                    display_name: "users".into(),
+                    workspace_id: Some(6),
+                },
             ],
             token_use_workspaces: vec![5],
         };

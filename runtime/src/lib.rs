@@ -57,9 +57,15 @@ impl Runtime {
     pub fn router(&self) -> Router {
         let api = Router::new()
             .route("/api/2.0/sql/warehouses", get(not_yet).post(not_yet))
-            .route("/api/2.0/sql/warehouses/{*rest}", get(not_yet).post(not_yet).delete(not_yet))
+            .route(
+                "/api/2.0/sql/warehouses/{*rest}",
+                get(not_yet).post(not_yet).delete(not_yet),
+            )
             .route("/api/2.0/sql/statements", get(not_yet).post(not_yet))
-            .route("/api/2.0/sql/statements/{*rest}", get(not_yet).post(not_yet))
+            .route(
+                "/api/2.0/sql/statements/{*rest}",
+                get(not_yet).post(not_yet),
+            )
             .fallback(endpoint_not_found)
             .layer(middleware::from_fn_with_state(
                 self.shared.clone(),
@@ -145,13 +151,18 @@ mod tests {
         addr
     }
 
-    async fn get_status(addr: std::net::SocketAddr, path: &str, assertion: Option<&str>) -> (u16, String) {
+    async fn get_status(
+        addr: std::net::SocketAddr,
+        path: &str,
+        assertion: Option<&str>,
+    ) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let header = assertion
             .map(|a| format!("{IDENTITY_HEADER}: {a}\r\n"))
             .unwrap_or_default();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{header}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut out = String::new();
         stream.read_to_string(&mut out).await.unwrap();
@@ -169,8 +180,16 @@ mod tests {
         assert!(body.contains("UNAUTHENTICATED"), "{body}");
         // An assertion for the control plane is not one for the runtime.
         let claims = IdentityClaims::gateway("acct", "r1");
-        let for_control = master.key_for(Audience::Control).sign(claims.clone()).unwrap();
-        assert_eq!(get_status(addr, "/api/2.0/sql/warehouses", Some(&for_control)).await.0, 401);
+        let for_control = master
+            .key_for(Audience::Control)
+            .sign(claims.clone())
+            .unwrap();
+        assert_eq!(
+            get_status(addr, "/api/2.0/sql/warehouses", Some(&for_control))
+                .await
+                .0,
+            401
+        );
         let for_runtime = master.key_for(Audience::Runtime).sign(claims).unwrap();
         let (status, body) = get_status(addr, "/api/2.0/sql/warehouses", Some(&for_runtime)).await;
         assert_eq!(status, 501, "{body}");
