@@ -49,3 +49,9 @@ async fn gateway_smoke() {
     let lw = TestLakeward::start().await;
     run_python(&lw, "gateway_smoke.py", &[]).await;
 }
+
+#[tokio::test]
+async fn control_plane() {
+    let lw = TestLakeward::start().await;
+    run_python(&lw, "control_plane.py", &[]).await;
+}

@@ -180,7 +180,7 @@ in_new = client(host=f"{HOST}/w/{ws.workspace_id}")
 assert in_new.current_user.me().user_name == me.user_name  # usable at once by its creator
 assert in_new.get_workspace_id() == ws.workspace_id
 # The service principal belongs to the default workspace only: it gets nothing from the new one.
-expect(PermissionDenied, client(host=f"{HOST}/w/{ws.workspace_id}", token=obo.token_value).current_user.me)
+expect((Unauthenticated, PermissionDenied), client(host=f"{HOST}/w/{ws.workspace_id}", token=obo.token_value).current_user.me)
 # A workspace-id header naming another workspace than the one addressed is refused.
 expect(BadRequest, w.api_client.do, "GET", "/api/2.0/preview/scim/v2/Me",
        headers={"X-Databricks-Workspace-Id": str(ws.workspace_id)})
