@@ -1,6 +1,11 @@
 //! The `lakeward` binary as a newcomer runs it: `serve` prints a hint that works when pasted,
 //! Ctrl-C drains and exits 0, a second run reuses everything; bad configuration and bad
 //! policies are reported in full before anything starts.
+#![expect(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail the test by panicking"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

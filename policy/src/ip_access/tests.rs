@@ -189,7 +189,7 @@ fn compiled_matcher_agrees_with_a_linear_scan() {
                 .map(|_| {
                     let addr = Ipv4Addr::from(pick(rng));
                     let prefix = 16 + rng.next() % 17;
-                    if prefix == 32 && rng.next() % 2 == 0 {
+                    if prefix == 32 && rng.next().is_multiple_of(2) {
                         addr.to_string()
                     } else {
                         format!("{addr}/{prefix}")
