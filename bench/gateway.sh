@@ -92,12 +92,12 @@ NGINX
 }
 # The upstream: the same fixed JSON over HTTPS (for direct) and HTTP (for the proxies).
 nginx_conf upstream 10 "
-  server { listen 127.0.0.1:$up_tls ssl; http2 on; location / { default_type application/json; return 200 '$body'; } }
+  server { listen 127.0.0.1:$up_tls ssl http2; location / { default_type application/json; return 200 '$body'; } }
   server { listen 127.0.0.1:$up_http; location / { default_type application/json; return 200 '$body'; } }"
 # nginx as a plain TLS reverse proxy.
 nginx_conf proxy 01 "
   upstream backend { server 127.0.0.1:$up_http; keepalive 64; }
-  server { listen 127.0.0.1:$ngx_port ssl; http2 on;
+  server { listen 127.0.0.1:$ngx_port ssl http2;
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 nginx -c "$work/upstream/nginx.conf" & pids+=($!)
 nginx -c "$work/proxy/nginx.conf" & pids+=($!)

@@ -470,27 +470,3 @@ fn bundle_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PolicyBundle>();
 }
-
-/// Rough cost of one `authorize` call with the baseline policies; run with
-/// `cargo test -p lakeward-policy --release -- --ignored --nocapture authorize_cost`.
-#[test]
-#[ignore = "timing, not a check"]
-fn authorize_cost() {
-    let b = PolicyBundle::load_dir(&deploy_dir()).unwrap();
-    let requests = [
-        request("CreateIpAccessList"),
-        request("ExecuteStatement"),
-        {
-            let mut r = request("GetCurrentUser");
-            r.resource = ResourceInput::Caller;
-            r
-        },
-    ];
-    let n = 20_000;
-    let start = std::time::Instant::now();
-    for i in 0..n {
-        std::hint::black_box(b.authorize(std::hint::black_box(&requests[i % requests.len()])));
-    }
-    let per_call = start.elapsed() / n as u32;
-    eprintln!("authorize: {per_call:?} per call");
-}
