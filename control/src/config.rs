@@ -26,11 +26,15 @@ pub struct Config {
     /// that changes committed by another replica are noticed.
     pub changes_poll_interval_ms: u64,
     /// A `redis://[:password@]host[:port][/db]` URL. When set, after each committed change this
-    /// replica publishes the new state version on the Redis channel
-    /// [`lakeward_common::internal::STATE_VERSION_CHANNEL`], so gateways learn of it at once
-    /// instead of at their next long-poll. Best effort: while Redis is unreachable, writes
+    /// replica publishes the new state version on `redis_channel`, so gateways learn of it at
+    /// once instead of at their next long-poll. Best effort: while Redis is unreachable, writes
     /// still succeed and the failure is logged. `None` (the default) publishes nothing.
     pub redis_url: Option<String>,
+    /// The Redis channel versions are published on (default
+    /// [`lakeward_common::internal::STATE_VERSION_CHANNEL`]). Gateways must subscribe to the
+    /// same one (`gateway.redis_channel`). Deployments sharing one Redis server each need their own
+    /// channel, so that one's versions never reach the other's gateways.
+    pub redis_channel: String,
 }
 
 impl Default for Config {
@@ -43,6 +47,7 @@ impl Default for Config {
             changes_timeout_secs: 25,
             changes_poll_interval_ms: 500,
             redis_url: None,
+            redis_channel: lakeward_common::internal::STATE_VERSION_CHANNEL.to_owned(),
         }
     }
 }
@@ -91,6 +96,9 @@ impl Config {
                 problems
                     .push("control.redis_url: must be a `redis://host[:port][/db]` URL".to_owned());
             }
+        }
+        if self.redis_channel.is_empty() || self.redis_channel.len() > 256 {
+            problems.push("control.redis_channel: must be 1 to 256 bytes long".to_owned());
         }
         if let Some(domain) = &self.workspace_domain {
             if !is_dns_name(domain) {
@@ -144,9 +152,10 @@ mod tests {
             changes_timeout_secs: 0,
             changes_poll_interval_ms: 1,
             redis_url: Some("http://:secret@localhost".into()),
+            redis_channel: String::new(),
         };
         let problems = config.validate().unwrap_err();
-        assert_eq!(problems.len(), 7, "{problems:?}");
+        assert_eq!(problems.len(), 8, "{problems:?}");
         assert!(problems.iter().all(|p| p.starts_with("control.")));
         assert!(problems.iter().all(|p| !p.contains("secret")));
     }

@@ -42,7 +42,6 @@ pub use error::ControlError;
 
 use anyhow::Context;
 use lakeward_common::assertion::{AssertionKey, Audience};
-use lakeward_common::internal::STATE_VERSION_CHANNEL;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
@@ -76,10 +75,11 @@ impl ControlPlane {
         data_dir: &Path,
         key: AssertionKey,
     ) -> anyhow::Result<ControlPlane> {
-        Self::open_with_channel(config, data_dir, key, STATE_VERSION_CHANNEL).await
+        Self::open_with_channel(config, data_dir, key, &config.redis_channel).await
     }
 
-    /// [`ControlPlane::open`], publishing versions on `channel` (tests use their own).
+    /// [`ControlPlane::open`], publishing versions on `channel` instead of the configured
+    /// `redis_channel` (tests use their own).
     pub(crate) async fn open_with_channel(
         config: &Config,
         data_dir: &Path,

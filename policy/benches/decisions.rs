@@ -55,8 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let big = per_call(n, |i| {
         black_box(large.verdict(black_box(probes[i as usize % probes.len()])));
     });
-    println!("ip access list, 1 entry:       {:>8.1} ns/request", baseline.as_secs_f64() * 1e9);
-    println!("ip access list, 1,000 entries: {:>8.1} ns/request", big.as_secs_f64() * 1e9);
+    println!(
+        "ip access list, 1 entry:       {:>8.1} ns/request",
+        baseline.as_secs_f64() * 1e9
+    );
+    println!(
+        "ip access list, 1,000 entries: {:>8.1} ns/request",
+        big.as_secs_f64() * 1e9
+    );
     println!(
         "ratio 1,000/1: {:.2}x ({:.1} ns more per request)",
         big.as_secs_f64() / baseline.as_secs_f64().max(1e-12),
@@ -85,10 +91,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         token_id: Some("t1".into()),
         request_time_unix: 1_700_000_000,
     };
-    assert!(bundle.authorize(&request).allowed, "the benchmark request must be allowed");
+    assert!(
+        bundle.authorize(&request).allowed,
+        "the benchmark request must be allowed"
+    );
     let decision = per_call(20_000, |_| {
         black_box(bundle.authorize(black_box(&request)));
     });
-    println!("cedar decision (baseline policies): {:>8.1} us/request", decision.as_secs_f64() * 1e6);
+    println!(
+        "cedar decision (baseline policies): {:>8.1} us/request",
+        decision.as_secs_f64() * 1e6
+    );
     Ok(())
 }

@@ -2,6 +2,12 @@
 //! network): `/metrics` in the Prometheus text format, `/healthz` (the process answers), and
 //! `/readyz` (200 only when policies and the control-plane snapshot are loaded and both
 //! upstreams answer their readiness endpoints).
+//!
+//! A degraded Redis change feed does not make the gateway unready: it then resolves every
+//! token through the control plane and keeps its snapshot younger than 250 ms, so its answers
+//! are as correct as ever, only slower. Taking every replica out of a load balancer because
+//! their shared Redis is down would turn a slowdown into an outage. `/readyz` reports it
+//! (`change_feed`), and so does the `gateway_change_feed_healthy` gauge.
 
 use crate::pipeline::ProxyBody;
 use crate::shared::Shared;
@@ -107,6 +113,8 @@ struct Readiness {
     snapshot: bool,
     control: bool,
     runtime: bool,
+    /// Informational: false while the Redis change feed is degraded (see the module docs).
+    change_feed: bool,
 }
 
 async fn readiness(shared: &Shared) -> Readiness {
@@ -120,6 +128,7 @@ async fn readiness(shared: &Shared) -> Readiness {
         snapshot,
         control,
         runtime,
+        change_feed: shared.state.caches_trusted(),
     }
 }
 

@@ -49,6 +49,18 @@ pub struct Config {
     pub auth_cache_ttl_secs: u64,
     /// How often the policy directory is checked for changes.
     pub policy_poll_interval_ms: u64,
+    /// A `redis://[:password@]host[:port][/db]` URL: the Redis server the control plane
+    /// publishes its state versions on (its `redis_url`). When set, the gateway subscribes and
+    /// drops its caches as soon as any replica of the control plane commits a change; while
+    /// the subscription is not known to be good it trusts no cache: every token is resolved by
+    /// the control plane and the snapshot is re-fetched when older than 250 ms. Unset (the
+    /// default): no Redis; the long-poll carries changes made elsewhere.
+    pub redis_url: Option<String>,
+    /// The Redis channel to subscribe to; it must be the control plane's `redis_channel`.
+    pub redis_channel: String,
+    /// Whether to long-poll the control plane (`/internal/v1/changes`) for changes made
+    /// elsewhere. It may be turned off only with `redis_url` set, to make Redis the only feed.
+    pub control_long_poll: bool,
     /// On shutdown, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
     /// Audit records queued for the writer before requests wait for it.
@@ -73,6 +85,9 @@ impl Default for Config {
             upstream_connect_timeout_ms: 250,
             auth_cache_ttl_secs: 300,
             policy_poll_interval_ms: 1000,
+            redis_url: None,
+            redis_channel: lakeward_common::internal::STATE_VERSION_CHANNEL.to_owned(),
+            control_long_poll: true,
             shutdown_grace_secs: 10,
             audit_queue_capacity: 8192,
         }
@@ -216,6 +231,22 @@ impl Config {
                 problems.push(format!("`{name}` must be greater than 0"));
             }
         }
+        if let Some(url) = &self.redis_url {
+            // Never echo the URL: it may carry a password.
+            if !is_redis_url(url) {
+                problems.push("`redis_url` must be a `redis://host[:port][/db]` URL".to_owned());
+            }
+        }
+        if self.redis_channel.is_empty() || self.redis_channel.len() > 256 {
+            problems.push("`redis_channel` must be 1 to 256 bytes long".to_owned());
+        }
+        if !self.control_long_poll && self.redis_url.is_none() {
+            problems.push(
+                "`control_long_poll = false` needs `redis_url`: with neither feed, changes made \
+                 through other gateways would be noticed only when `auth_cache_ttl_secs` runs out"
+                    .to_owned(),
+            );
+        }
         let mut seen = std::collections::HashSet::new();
         for (i, issuer) in self.oidc_issuers.iter().enumerate() {
             issuer.validate(i, &mut problems);
@@ -345,6 +376,20 @@ pub(crate) fn check_jwks_url(url: &str) -> Result<http::Uri, String> {
     }
 }
 
+/// A usable `redis://` URL: it parses and names a TCP host.
+pub(crate) fn is_redis_url(url: &str) -> bool {
+    if !url.starts_with("redis://") {
+        return false;
+    }
+    match redis::Client::open(url) {
+        Ok(client) => matches!(
+            client.get_connection_info().addr(),
+            redis::ConnectionAddr::Tcp(host, _) if !host.is_empty()
+        ),
+        Err(_) => false,
+    }
+}
+
 fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
@@ -437,6 +482,40 @@ mod tests {
         assert_eq!(config(&issuer).validate(), Ok(()));
         issuer.algorithms.clear();
         assert!(config(&issuer).validate().unwrap_err()[0].contains("empty"));
+    }
+
+    #[test]
+    fn redis_settings() {
+        let with = |url: Option<&str>, long_poll: bool| Config {
+            redis_url: url.map(str::to_owned),
+            control_long_poll: long_poll,
+            ..Config::default()
+        };
+        assert_eq!(
+            with(Some("redis://127.0.0.1:6379"), false).validate(),
+            Ok(())
+        );
+        assert_eq!(
+            with(Some("redis://:pw@cache.internal:6380/2"), true).validate(),
+            Ok(())
+        );
+        for bad in [
+            "rediss://x",
+            "127.0.0.1:6379",
+            "redis://",
+            "redis://:s3cret@h:nope",
+        ] {
+            let problems = with(Some(bad), true).validate().unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(!problems[0].contains("s3cret"), "{problems:?}");
+        }
+        // With neither feed, a change made through another gateway would wait for the TTL.
+        assert!(with(None, false).validate().unwrap_err()[0].contains("control_long_poll"));
+        let no_channel = Config {
+            redis_channel: String::new(),
+            ..Config::default()
+        };
+        assert!(no_channel.validate().unwrap_err()[0].contains("redis_channel"));
     }
 
     #[test]

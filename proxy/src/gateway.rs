@@ -9,7 +9,7 @@ use crate::control::ControlClient;
 use crate::metrics::GatewayMetrics;
 use crate::policy_store::PolicyStore;
 use crate::shared::Shared;
-use crate::state::ControlState;
+use crate::state::{ChangeFeed, ControlState};
 use crate::upstream::{self, UpstreamBase};
 use crate::{admin, server, tls};
 use anyhow::Context as _;
@@ -55,6 +55,7 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     registry: prometheus::Registry,
     writer: AuditWriter,
+    feed: Option<ChangeFeed>,
 }
 
 impl Gateway {
@@ -93,11 +94,22 @@ impl Gateway {
         let runtime_base = UpstreamBase::parse(&deps.runtime_url)?;
         let control_key = deps.master_secret.key_for(Audience::Control);
         let runtime_key = deps.master_secret.key_for(Audience::Runtime);
+        let feed = match &config.redis_url {
+            // Connects when run: a Redis that is down now delays nothing (the gateway serves
+            // degraded until it is up).
+            Some(url) => Some(
+                ChangeFeed::new(url, config.redis_channel.clone())
+                    .context("configuring the Redis change feed")?,
+            ),
+            None => None,
+        };
         let state = ControlState::new(
             ControlClient::new(client.clone(), control_base.clone(), control_key.clone()),
             Duration::from_secs(config.auth_cache_ttl_secs),
             config.default_workspace_id,
             metrics.snapshot_version.clone(),
+            metrics.change_feed_healthy.clone(),
+            feed.is_some(),
         );
         let oidc = OidcVerifier::new(&config.oidc_issuers)?;
         let trusted_proxies = config
@@ -138,6 +150,7 @@ impl Gateway {
             tls,
             registry: deps.registry,
             writer,
+            feed,
         })
     }
 
@@ -166,6 +179,7 @@ impl Gateway {
             tls,
             registry,
             writer,
+            feed,
         } = self;
         tracing::info!(%local_addr, %admin_addr, "gateway serving");
         // A plain thread, not `spawn_blocking`: a writer stuck on a wedged disk must not keep
@@ -186,8 +200,12 @@ impl Gateway {
         });
 
         let mut background = JoinSet::new();
-        // Loads the first snapshot with retries (readyz waits for it), then long-polls.
-        background.spawn(shared.state.clone().watch());
+        // Loads the first snapshot with retries (readyz waits for it), then long-polls unless
+        // Redis is to be the only change feed.
+        background.spawn(shared.state.clone().watch(shared.config.control_long_poll));
+        if let Some(feed) = feed {
+            background.spawn(feed.run(shared.state.clone()));
+        }
         background.spawn(
             shared
                 .policies

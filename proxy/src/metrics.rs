@@ -37,6 +37,9 @@ pub(crate) struct GatewayMetrics {
     pub tls_handshake_failures: IntCounter,
     pub audit_write_failures: IntCounter,
     pub snapshot_version: IntGauge,
+    /// `gateway_change_feed_healthy`: 1 while caches are trusted (no Redis configured, or the
+    /// subscription is up and resynchronised), 0 while degraded.
+    pub change_feed_healthy: IntGauge,
 }
 
 impl GatewayMetrics {
@@ -111,6 +114,10 @@ impl GatewayMetrics {
                 "gateway_snapshot_version",
                 "State version of the control-plane snapshot in use.",
             )?,
+            change_feed_healthy: IntGauge::new(
+                "gateway_change_feed_healthy",
+                "1 while cached control-plane state is trusted; 0 while the Redis change feed is down or resynchronising (every token then goes to the control plane).",
+            )?,
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.added_latency.clone()))?;
@@ -125,6 +132,7 @@ impl GatewayMetrics {
         registry.register(Box::new(metrics.tls_handshake_failures.clone()))?;
         registry.register(Box::new(metrics.audit_write_failures.clone()))?;
         registry.register(Box::new(metrics.snapshot_version.clone()))?;
+        registry.register(Box::new(metrics.change_feed_healthy.clone()))?;
         // Zero series for every reason, so a dashboard sees them before the first failure.
         for reason in AuthnError::REASONS {
             metrics.authn_failures.with_label_values(&[reason]);

@@ -4,12 +4,21 @@
 //! Freshness: the control plane numbers its state. A control-plane response with a newer
 //! state version ([`ControlState::observe_version`]) drops the token and principal caches and
 //! re-fetches the snapshot before that response is sent on, so the caller's next request sees
-//! its own change. A background long-poll ([`ControlState::watch`]) does the same for changes
-//! made elsewhere. When the control plane cannot be reached, requests that need it get 503:
-//! the gateway fails closed, never open.
+//! its own change. Changes made elsewhere (through another gateway replica) arrive on the Redis
+//! change feed (`feed`, [`ControlState::announced`]) and, unless turned off, through a
+//! background long-poll ([`ControlState::watch`]). When the control plane cannot be reached,
+//! requests that need it get 503: the gateway fails closed, never open.
+//!
+//! Degraded mode: with a change feed configured, the caches are trusted only while the feed is
+//! known to be good (subscribed, and a snapshot loaded since). Otherwise announcements may
+//! have been missed, so every token and principal is resolved by the control plane (and not
+//! cached), and a snapshot whose fetch started more than [`DEGRADED_SNAPSHOT_MAX_AGE`] ago is
+//! re-fetched before a request uses it.
 
+mod feed;
 mod snapshot;
 
+pub(crate) use feed::ChangeFeed;
 pub(crate) use snapshot::{Snapshot, WorkspaceEntry};
 
 use crate::control::{ControlClient, ControlError};
@@ -17,7 +26,7 @@ use arc_swap::ArcSwapOption;
 use lakeward_common::internal::{PrincipalRecord, ResolvedToken};
 use prometheus::IntGauge;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +34,11 @@ use std::time::{Duration, Instant};
 const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// A cache is emptied rather than grown past this many entries.
 const MAX_CACHE_ENTRIES: usize = 100_000;
+/// While the change feed is degraded, the oldest snapshot a request may be decided with (by
+/// when its fetch started). A change committed elsewhere reaches every request that begins
+/// this long after the commit; a re-fetch per request would cost a whole snapshot each time,
+/// this costs at most four a second, shared by all requests.
+pub(crate) const DEGRADED_SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(250);
 
 struct Cached<T> {
     value: Option<T>,
@@ -50,15 +64,25 @@ pub(crate) struct ControlState {
     ttl: Duration,
     default_workspace_id: Option<i64>,
     version_gauge: IntGauge,
+    /// Whether the caches may answer: always without a change feed; with one, only while it is
+    /// known to be good (see the module docs).
+    trusted: AtomicBool,
+    /// `gateway_change_feed_healthy`, kept equal to `trusted`.
+    feed_gauge: IntGauge,
 }
 
 impl ControlState {
+    /// `change_feed`: whether a Redis change feed will report its health; until it does, the
+    /// caches are not trusted.
     pub(crate) fn new(
         client: ControlClient,
         ttl: Duration,
         default_workspace_id: Option<i64>,
         version_gauge: IntGauge,
+        feed_gauge: IntGauge,
+        change_feed: bool,
     ) -> Self {
+        feed_gauge.set(i64::from(!change_feed));
         ControlState {
             client,
             snapshot: ArcSwapOption::empty(),
@@ -68,7 +92,15 @@ impl ControlState {
             ttl,
             default_workspace_id,
             version_gauge,
+            trusted: AtomicBool::new(!change_feed),
+            feed_gauge,
         }
+    }
+
+    /// Whether cached tokens, principals and snapshots may be used as they are (false while
+    /// the change feed is degraded).
+    pub(crate) fn caches_trusted(&self) -> bool {
+        self.trusted.load(Ordering::Acquire)
     }
 
     /// The snapshot, if one has been loaded.
@@ -82,8 +114,14 @@ impl ControlState {
             .unwrap_or_default()
     }
 
-    /// A snapshot at least as new as every version announced so far, re-fetching if needed.
+    /// A snapshot at least as new as every version the control plane answered with so far
+    /// and, while the change feed is degraded, fetched at most [`DEGRADED_SNAPSHOT_MAX_AGE`]
+    /// ago; re-fetching if needed.
     pub(crate) async fn snapshot_for_request(&self) -> Result<Arc<Snapshot>, ControlError> {
+        if !self.caches_trusted() {
+            self.refresh_unless(|s| s.fetched_at.elapsed() < DEGRADED_SNAPSHOT_MAX_AGE)
+                .await?;
+        }
         let required = self.required_version.load(Ordering::Acquire);
         if let Some(s) = self.current().filter(|s| s.version >= required) {
             return Ok(s);
@@ -97,12 +135,26 @@ impl ControlState {
     /// Fetches and installs the snapshot unless one of at least `version` is already there.
     /// Concurrent callers wait for one fetch.
     pub(crate) async fn refresh_to(&self, version: u64) -> Result<(), ControlError> {
-        let _guard = self.refresh_lock.lock().await;
-        if self.current().is_some_and(|s| s.version >= version) {
+        self.refresh_unless(|s| s.version >= version).await
+    }
+
+    /// Fetches and installs the snapshot unless the current one is `good_enough` (asked again
+    /// once the refresh lock is held, so concurrent callers wait for one fetch).
+    async fn refresh_unless(
+        &self,
+        good_enough: impl Fn(&Snapshot) -> bool,
+    ) -> Result<(), ControlError> {
+        // Without the lock first: degraded mode asks on every request.
+        if self.current().is_some_and(|s| good_enough(&s)) {
             return Ok(());
         }
+        let _guard = self.refresh_lock.lock().await;
+        if self.current().is_some_and(|s| good_enough(&s)) {
+            return Ok(());
+        }
+        let fetched_at = Instant::now();
         let raw = self.client.snapshot(&self.account_id()).await?;
-        let compiled = Snapshot::compile(raw, self.default_workspace_id);
+        let compiled = Snapshot::compile(raw, fetched_at, self.default_workspace_id);
         self.install(compiled);
         Ok(())
     }
@@ -113,13 +165,19 @@ impl ControlState {
             .is_none_or(|old| snapshot.version > old.version);
         if newer {
             self.drop_caches();
+            tracing::info!(
+                version = snapshot.version,
+                "control-plane snapshot installed"
+            );
+        } else {
+            // Degraded mode re-fetches the same version several times a second.
+            tracing::debug!(
+                version = snapshot.version,
+                "control-plane snapshot re-fetched"
+            );
         }
         self.version_gauge
             .set(i64::try_from(snapshot.version).unwrap_or(i64::MAX));
-        tracing::info!(
-            version = snapshot.version,
-            "control-plane snapshot installed"
-        );
         self.snapshot.store(Some(Arc::new(snapshot)));
     }
 
@@ -127,13 +185,58 @@ impl ControlState {
     /// sent on. When it is newer than the snapshot, caches are dropped and the snapshot is
     /// re-fetched; if that fails, later requests re-try it and get 503 until it succeeds.
     pub(crate) async fn observe_version(&self, version: u64) -> Result<(), ControlError> {
+        self.advance(version, true).await
+    }
+
+    /// Called by the change feed with a version announced on Redis: the same as
+    /// [`ControlState::observe_version`] except that requests are not made to wait for that
+    /// version. Anything that can publish on the channel can announce any number, and one
+    /// that no control plane of ours has reached (another deployment on the same channel)
+    /// must not hold every request at 503. On an error the feed stops trusting the caches and
+    /// resynchronises, which fails closed instead.
+    pub(crate) async fn announced(&self, version: u64) -> Result<(), ControlError> {
+        self.advance(version, false).await?;
+        if self.current().is_some_and(|s| s.version < version) {
+            tracing::debug!(
+                version,
+                "announced state version is ahead of the control plane; another deployment on this Redis channel?"
+            );
+        }
+        Ok(())
+    }
+
+    /// When `version` is newer than the snapshot: drops the caches and re-fetches, after
+    /// making `version` the least a request may be decided with if `require`.
+    async fn advance(&self, version: u64, require: bool) -> Result<(), ControlError> {
         let current = self.current().map_or(0, |s| s.version);
         if version <= current {
             return Ok(());
         }
-        self.required_version.fetch_max(version, Ordering::AcqRel);
+        if require {
+            self.required_version.fetch_max(version, Ordering::AcqRel);
+        }
         self.drop_caches();
         self.refresh_to(version).await
+    }
+
+    /// The change feed is down, or has missed or failed to apply an announcement: stop
+    /// trusting the caches until [`ControlState::feed_resynchronised`].
+    pub(crate) fn feed_lost(&self) {
+        self.trusted.store(false, Ordering::Release);
+        self.feed_gauge.set(0);
+        // Also keeps a resolution already under way from storing what it finds.
+        self.drop_caches();
+    }
+
+    /// The change feed has been listening since `since`: drops the caches and loads a
+    /// snapshot fetched after that moment, then trusts the caches again. A change committed
+    /// before `since` is in that snapshot or will be resolved afresh; a later one is announced.
+    pub(crate) async fn feed_resynchronised(&self, since: Instant) -> Result<(), ControlError> {
+        self.drop_caches();
+        self.refresh_unless(|s| s.fetched_at > since).await?;
+        self.trusted.store(true, Ordering::Release);
+        self.feed_gauge.set(1);
+        Ok(())
     }
 
     fn drop_caches(&self) {
@@ -152,21 +255,22 @@ impl ControlState {
         entry.at.elapsed() < ttl
     }
 
-    /// The token with this hash, from the cache or the control plane.
+    /// The token with this hash, from the cache or (always while degraded) the control plane.
     pub(crate) async fn resolve_token(
         &self,
         hash: &str,
     ) -> Result<Option<ResolvedToken>, ControlError> {
+        let trusted = self.caches_trusted();
         let generation = {
             let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(hit) = caches.tokens.get(hash).filter(|e| self.fresh(e)) {
+            if let Some(hit) = caches.tokens.get(hash).filter(|e| trusted && self.fresh(e)) {
                 return Ok(hit.value.clone());
             }
             caches.generation
         };
         let value = self.client.resolve_token(hash, &self.account_id()).await?;
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-        if caches.generation == generation {
+        if trusted && caches.generation == generation {
             if caches.tokens.len() >= MAX_CACHE_ENTRIES {
                 caches.tokens.clear();
             }
@@ -181,14 +285,20 @@ impl ControlState {
         Ok(value)
     }
 
-    /// The principal with this user name, from the cache or the control plane.
+    /// The principal with this user name, from the cache or (always while degraded) the
+    /// control plane.
     pub(crate) async fn resolve_principal(
         &self,
         user_name: &str,
     ) -> Result<Option<PrincipalRecord>, ControlError> {
+        let trusted = self.caches_trusted();
         let generation = {
             let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some(hit) = caches.principals.get(user_name).filter(|e| self.fresh(e)) {
+            let hit = caches
+                .principals
+                .get(user_name)
+                .filter(|e| trusted && self.fresh(e));
+            if let Some(hit) = hit {
                 return Ok(hit.value.clone());
             }
             caches.generation
@@ -198,7 +308,7 @@ impl ControlState {
             .resolve_principal(user_name, &self.account_id())
             .await?;
         let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
-        if caches.generation == generation {
+        if trusted && caches.generation == generation {
             if caches.principals.len() >= MAX_CACHE_ENTRIES {
                 caches.principals.clear();
             }
@@ -218,12 +328,14 @@ impl ControlState {
         self.client.ready(&self.account_id()).await
     }
 
-    /// Loads the first snapshot (retrying with backoff), then long-polls for changes forever.
-    pub(crate) async fn watch(self: Arc<Self>) {
+    /// Loads the first snapshot (retrying with backoff), then, if `long_poll`, long-polls for
+    /// changes forever.
+    pub(crate) async fn watch(self: Arc<Self>, long_poll: bool) {
         let mut backoff = Duration::from_millis(100);
         loop {
             let result = match self.current() {
                 None => self.refresh_to(0).await,
+                Some(_) if !long_poll => return,
                 Some(snapshot) => {
                     let started = Instant::now();
                     match self

@@ -3,4 +3,5 @@
 
 mod gateway;
 mod identity;
+mod replicas;
 mod sdk;

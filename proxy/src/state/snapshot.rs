@@ -6,6 +6,7 @@ use lakeward_common::internal::{GatewaySnapshot, IpAccessListRule, ListType};
 use lakeward_policy::{IpAccessPolicy, ListKind};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// One workspace, as requests see it.
 #[derive(Debug)]
@@ -29,6 +30,8 @@ pub(crate) struct Snapshot {
     pub account_id: String,
     pub account_ip_acl_enabled: bool,
     pub account_acl: Result<IpAccessPolicy, String>,
+    /// When the fetch that returned it started: every change committed before then is in it.
+    pub fetched_at: Instant,
     workspaces: HashMap<i64, Arc<WorkspaceEntry>>,
     /// Lowercased deployment name → workspace id.
     by_deployment: HashMap<String, i64>,
@@ -36,9 +39,14 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// Compiles `raw`. `default_workspace_id` (from config) wins when it exists in the
-    /// snapshot; otherwise the running workspace with the lowest id is the default.
-    pub(crate) fn compile(raw: GatewaySnapshot, default_workspace_id: Option<i64>) -> Self {
+    /// Compiles `raw`, fetched at `fetched_at`. `default_workspace_id` (from config) wins when
+    /// it exists in the snapshot; otherwise the running workspace with the lowest id is the
+    /// default.
+    pub(crate) fn compile(
+        raw: GatewaySnapshot,
+        fetched_at: Instant,
+        default_workspace_id: Option<i64>,
+    ) -> Self {
         let workspaces: HashMap<i64, Arc<WorkspaceEntry>> = raw
             .workspaces
             .into_iter()
@@ -74,6 +82,7 @@ impl Snapshot {
             account_id: raw.account_id,
             account_ip_acl_enabled: raw.account_ip_acl_enabled,
             account_acl: compile_lists(&raw.account_ip_access_lists),
+            fetched_at,
             workspaces,
             by_deployment,
             default_workspace,
@@ -153,7 +162,7 @@ mod tests {
                 ws(20, "beta", "RUNNING"),
             ],
         };
-        let snap = Snapshot::compile(raw.clone(), None);
+        let snap = Snapshot::compile(raw.clone(), Instant::now(), None);
         assert_eq!(snap.default_workspace().unwrap().id, 20);
         assert_eq!(snap.by_deployment("GAMMA").unwrap().id, 30);
         let acl = snap.workspace(20).unwrap().acl.as_ref().unwrap();
@@ -161,7 +170,7 @@ mod tests {
         assert_eq!(acl.verdict("10.0.0.1".parse().unwrap()), IpVerdict::Allowed);
         assert_eq!(acl.verdict("11.0.0.1".parse().unwrap()), IpVerdict::Blocked);
         assert_eq!(
-            Snapshot::compile(raw, Some(30))
+            Snapshot::compile(raw, Instant::now(), Some(30))
                 .default_workspace()
                 .unwrap()
                 .id,
@@ -177,7 +186,7 @@ mod tests {
             workspaces: vec![w],
             ..GatewaySnapshot::default()
         };
-        assert!(Snapshot::compile(raw, None)
+        assert!(Snapshot::compile(raw, Instant::now(), None)
             .workspace(1)
             .unwrap()
             .acl

@@ -63,6 +63,9 @@ pub struct Options {
     pub idle_timeout_secs: Option<u64>,
     /// Don't wait for readiness.
     pub no_wait: bool,
+    /// `Config::redis_url` and `Config::redis_channel`. The long-poll is then turned off, so
+    /// that Redis is the only feed of changes made behind the gateway's back.
+    pub redis: Option<(String, String)>,
 }
 
 pub struct TestGateway {
@@ -268,6 +271,11 @@ impl TestGateway {
         config.trusted_proxies = options.trusted_proxies.clone();
         if let Some(n) = options.max_connections {
             config.limits.max_connections = n;
+        }
+        if let Some((url, channel)) = options.redis.clone() {
+            config.redis_url = Some(url);
+            config.redis_channel = channel;
+            config.control_long_poll = false;
         }
         if let Some(secs) = options.idle_timeout_secs {
             config.limits.idle_timeout_secs = secs;

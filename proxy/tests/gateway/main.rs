@@ -11,6 +11,7 @@ mod mock;
 mod audit;
 mod authn;
 mod authz;
+mod change_feed;
 mod forwarding;
 mod limits;
 mod operations;

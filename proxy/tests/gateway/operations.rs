@@ -46,7 +46,7 @@ async fn metrics_health_and_readiness_on_the_admin_listener() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap(),
-        serde_json::json!({"ready": true, "policies": true, "snapshot": true, "control": true, "runtime": true})
+        serde_json::json!({"ready": true, "policies": true, "snapshot": true, "control": true, "runtime": true, "change_feed": true})
     );
 }
 

@@ -1,0 +1,243 @@
+//! The Redis change feed: a subscription to the channel on which the control plane publishes
+//! its state version after every commit, so that every gateway replica drops what a change
+//! made stale within moments, whichever replica the change went through.
+//!
+//! The caches are trusted only while the feed is known to be good: subscribed, a snapshot
+//! fetched since the subscription was confirmed (versions published while the feed was down
+//! are lost, and that snapshot stands in for them), and the connection answering a `PING`
+//! every [`PING_INTERVAL`] within [`PING_TIMEOUT`]. Redis delivers a connection's messages in
+//! order, so a `PONG` proves every version published before the `PING` has arrived; a
+//! connection that goes quiet (a network partition, not only a closed socket) is given up
+//! within `PING_INTERVAL + PING_TIMEOUT`, so a version lost with it leaves the caches trusted
+//! for under a second. Otherwise [`ControlState`] is degraded (see its module docs).
+//!
+//! Lost connections are retried with a growing delay, from [`FIRST_RETRY_DELAY`] up to
+//! [`MAX_RETRY_DELAY`]. An outage is logged once as a warning when it starts and once when it
+//! ends; the URL (it may hold a password) never is.
+
+use super::ControlState;
+use futures_util::StreamExt as _;
+use redis::aio::{PubSubSink, PubSubStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::time::MissedTickBehavior;
+
+/// How often the subscription's connection is asked to prove it is alive.
+const PING_INTERVAL: Duration = Duration::from_millis(200);
+/// How long a `PING` may go unanswered before the connection is given up.
+const PING_TIMEOUT: Duration = Duration::from_millis(400);
+/// How long connecting, and then subscribing, may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The first delay before reconnecting (or re-fetching after a failed resynchronisation); it
+/// doubles on each further failure.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The longest delay between two attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// The subscriber; [`ChangeFeed::run`] keeps it going.
+pub(crate) struct ChangeFeed {
+    client: redis::Client,
+    channel: String,
+    /// The URL's password, scrubbed from logged errors.
+    secret: Option<String>,
+}
+
+impl ChangeFeed {
+    /// A subscriber to `channel` on the Redis at `url`. Connects only when run.
+    pub(crate) fn new(url: &str, channel: String) -> Result<ChangeFeed, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let secret = client
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .map(str::to_owned);
+        Ok(ChangeFeed {
+            client,
+            channel,
+            secret,
+        })
+    }
+
+    /// Subscribes, resynchronises `state` and follows announcements; on any failure marks
+    /// `state` degraded and starts over after a delay. Runs until aborted.
+    pub(crate) async fn run(self, state: Arc<ControlState>) {
+        let mut delay = FIRST_RETRY_DELAY;
+        // Whether a warning about the current outage has been logged.
+        let mut outage = false;
+        loop {
+            match self.subscribe().await {
+                Ok((sink, stream, since)) => {
+                    delay = FIRST_RETRY_DELAY;
+                    let why = self.follow(sink, stream, since, &state, &mut outage).await;
+                    state.feed_lost();
+                    tracing::warn!(
+                        channel = %self.channel,
+                        error = %self.scrub(&why),
+                        "Redis change feed lost; every token goes to the control plane until it is back"
+                    );
+                    outage = true;
+                }
+                Err(error) => {
+                    if outage {
+                        tracing::debug!(error = %self.scrub(&error), "Redis still unreachable");
+                    } else {
+                        tracing::warn!(
+                            channel = %self.channel,
+                            error = %self.scrub(&error),
+                            "cannot subscribe to the Redis change feed; every token goes to the control plane until it can"
+                        );
+                        outage = true;
+                    }
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_RETRY_DELAY);
+        }
+    }
+
+    /// Connects and subscribes; also returns when the subscription was confirmed.
+    async fn subscribe(&self) -> Result<(PubSubSink, PubSubStream, Instant), String> {
+        let pubsub = tokio::time::timeout(IO_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| "connecting: timed out".to_owned())?
+            .map_err(|e| format!("connecting: {e}"))?;
+        let (mut sink, stream) = pubsub.split();
+        tokio::time::timeout(IO_TIMEOUT, sink.subscribe(&self.channel))
+            .await
+            .map_err(|_| "subscribing: timed out".to_owned())?
+            .map_err(|e| format!("subscribing: {e}"))?;
+        Ok((sink, stream, Instant::now()))
+    }
+
+    /// Follows one subscription until its connection fails; returns why. `since`: when the
+    /// subscription was confirmed.
+    async fn follow(
+        &self,
+        mut sink: PubSubSink,
+        mut stream: PubSubStream,
+        since: Instant,
+        state: &ControlState,
+        outage: &mut bool,
+    ) -> String {
+        // Its own future, so that a slow snapshot fetch below never delays the next PING.
+        let liveness = async {
+            let mut ping = tokio::time::interval(PING_INTERVAL);
+            ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            loop {
+                ping.tick().await;
+                match tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return format!("ping: {e}"),
+                    Err(_) => return format!("ping: no answer within {PING_TIMEOUT:?}"),
+                }
+            }
+        };
+        let announcements = async {
+            // `Some(since)` while a resynchronisation is due: the snapshot must have been
+            // fetched after `since`.
+            let mut resync = Some(since);
+            let mut resync_at = tokio::time::Instant::now();
+            let mut resync_delay = FIRST_RETRY_DELAY;
+            loop {
+                tokio::select! {
+                    message = stream.next() => {
+                        let Some(message) = message else {
+                            return "the connection closed".to_owned();
+                        };
+                        let Some(version) = parse_version(&message) else {
+                            tracing::warn!(
+                                channel = %self.channel,
+                                "ignoring a message that is not a state version"
+                            );
+                            continue;
+                        };
+                        // Before a resynchronisation, the snapshot it fetches covers this one.
+                        if resync.is_some() {
+                            continue;
+                        }
+                        if let Err(e) = state.announced(version).await {
+                            tracing::warn!(
+                                version,
+                                error = %e,
+                                "refresh after an announced change failed; caches are not trusted until it succeeds"
+                            );
+                            state.feed_lost();
+                            resync = Some(Instant::now());
+                            resync_at = tokio::time::Instant::now() + resync_delay;
+                        }
+                    }
+                    () = tokio::time::sleep_until(resync_at), if resync.is_some() => {
+                        let Some(since) = resync else { continue };
+                        match state.feed_resynchronised(since).await {
+                            Ok(()) => {
+                                resync = None;
+                                resync_delay = FIRST_RETRY_DELAY;
+                                if std::mem::take(outage) {
+                                    tracing::info!(channel = %self.channel, "Redis change feed healthy again");
+                                } else {
+                                    tracing::info!(channel = %self.channel, "following the Redis change feed");
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(
+                                    error = %e,
+                                    "cannot load the snapshot after subscribing; retrying"
+                                );
+                                resync_at = tokio::time::Instant::now() + resync_delay;
+                                resync_delay = (resync_delay * 2).min(MAX_RETRY_DELAY);
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            why = liveness => why,
+            why = announcements => why,
+        }
+    }
+
+    /// The error text without the URL's password, should the client ever quote it.
+    fn scrub(&self, error: &str) -> String {
+        match &self.secret {
+            Some(secret) if !secret.is_empty() => error.replace(secret.as_str(), "***"),
+            _ => error.to_owned(),
+        }
+    }
+}
+
+/// The version a message announces: its payload, a decimal number.
+fn parse_version(message: &redis::Msg) -> Option<u64> {
+    std::str::from_utf8(message.get_payload_bytes())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_errors_hide_the_password() {
+        let feed = ChangeFeed::new("redis://:s3cret@127.0.0.1:1", "c".into()).unwrap();
+        assert_eq!(feed.scrub("auth s3cret refused"), "auth *** refused");
+        let open = ChangeFeed::new("redis://127.0.0.1:1", "c".into()).unwrap();
+        assert_eq!(open.scrub("refused"), "refused");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_fails_fast_without_the_password() {
+        // Bind then drop, so the port is (almost certainly) closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let feed =
+            ChangeFeed::new(&format!("redis://:s3cret@127.0.0.1:{port}"), "c".into()).unwrap();
+        let error = feed.subscribe().await.err().unwrap();
+        assert!(!feed.scrub(&error).contains("s3cret"), "{error}");
+    }
+}
