@@ -61,11 +61,16 @@ worker_threads = 1
 TOML
 LAKEWARD_LOG=warn taskset -c 0 "$lakeward" serve --config "$work/lakeward.toml" > "$work/lakeward.out" 2>&1 &
 lakeward_pid=$!; pids+=("$lakeward_pid")
-for _ in $(seq 1 200); do
-  curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null || { cat "$work/lakeward.out"; exit 1; }
+wait_for() { # url: 200 within 20 s, else show Lakeward's output and stop
+  for _ in $(seq 1 200); do
+    curl -sf "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$work/lakeward.out" >&2
+  exit 1
+}
+# Alive first (the data directory and its certificate exist then); ready once the upstream runs.
+wait_for "http://127.0.0.1:$admin_port/healthz"
 data="$work/lakeward-data"
 token=$(cat "$data/admin-token")
 body='{"warehouses":[{"id":"bench","name":"bench","state":"RUNNING"}]}'
@@ -101,7 +106,8 @@ nginx_conf proxy 01 "
     location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 nginx -c "$work/upstream/nginx.conf" & pids+=($!)
 nginx -c "$work/proxy/nginx.conf" & pids+=($!)
-sleep 0.5
+wait_for "http://127.0.0.1:$up_http/"
+wait_for "http://127.0.0.1:$admin_port/readyz"
 
 path=/api/2.0/sql/warehouses
 declare -A url=(
@@ -152,7 +158,7 @@ for target in direct nginx gateway; do
   rps[$target]=$(python3 -c "print(round($sum_rps / 3))")
   cpu[$target]=$(python3 -c "print(round(($after - $before) / $hz * 1e6 / $total_requests, 1))")
   # Open loop at a fixed rate over warm keep-alive connections.
-  json=$(taskset -c 1 "$oha" --no-tui --json -q "$rate" -z "${duration}s" -c 64 --latency-correction \
+  json=$(taskset -c 1 "$oha" --no-tui --output-format json -q "$rate" -z "${duration}s" -c 64 --latency-correction \
     --cacert "$data/ca.pem" -H "Authorization: Bearer $token" "${url[$target]}")
   p50[$target]=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(round(d['latencyPercentiles']['p50']*1000, 3))" "$json")
   p99[$target]=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(round(d['latencyPercentiles']['p99']*1000, 3))" "$json")

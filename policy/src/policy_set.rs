@@ -53,6 +53,37 @@ struct Inner {
     version: String,
     policy_ids: Vec<String>,
     warnings: Vec<PolicyWarning>,
+    /// Whether any policy mentions `requestTime`; when none does, decisions do not depend on
+    /// it and it is left out of the cache key.
+    reads_request_time: bool,
+    decisions: DecisionCache,
+}
+
+/// Decisions already made by this bundle. A decision is a pure function of the request, the
+/// entities built from it and the policy set; the set is fixed for the bundle's life (a reload
+/// makes a new bundle, with an empty cache), and everything the entities are built from is in
+/// the key, so a hit returns exactly what evaluation would.
+#[derive(Default)]
+struct DecisionCache {
+    entries: std::sync::Mutex<HashMap<AuthzRequest, Decision>>,
+}
+
+/// Past this many entries the cache starts over; it holds recent callers, not history.
+const DECISION_CACHE_CAPACITY: usize = 16_384;
+
+impl DecisionCache {
+    fn get(&self, key: &AuthzRequest) -> Option<Decision> {
+        self.entries.lock().ok()?.get(key).cloned()
+    }
+
+    fn put(&self, key: AuthzRequest, decision: &Decision) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= DECISION_CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key, decision.clone());
+        }
+    }
 }
 
 impl fmt::Debug for PolicyBundle {
@@ -145,6 +176,8 @@ impl PolicyBundle {
                     authorizer: Authorizer::new(),
                     policy_ids: parsed.ids,
                     warnings,
+                    reads_request_time: sorted.iter().any(|(_, text)| text.contains("requestTime")),
+                    decisions: DecisionCache::default(),
                 }),
             }),
             _ => Err(errors),
@@ -175,10 +208,27 @@ impl PolicyBundle {
     /// Decides one request. Never fails: a request that cannot be built is a deny carrying the
     /// reason in [`Decision::errors`].
     pub fn authorize(&self, request: &AuthzRequest) -> Decision {
-        match request::build(&self.inner.vocab, &self.inner.schema, request) {
+        let key = if self.inner.reads_request_time {
+            None
+        } else {
+            Some(AuthzRequest {
+                request_time_unix: 0,
+                ..request.clone()
+            })
+        };
+        if let Some(hit) = key.as_ref().and_then(|k| self.inner.decisions.get(k)) {
+            return hit;
+        }
+        let decision = match request::build(&self.inner.vocab, &self.inner.schema, request) {
             Ok((req, entities)) => self.decide(&req, &entities),
             Err(error) => Decision::deny_with_error(error),
+        };
+        // Decisions with evaluation errors are not kept: each occurrence should be evaluated
+        // (and logged) anew.
+        if let (Some(key), true) = (key, decision.errors.is_empty()) {
+            self.inner.decisions.put(key, &decision);
         }
+        decision
     }
 
     pub(crate) fn schema(&self) -> &Schema {

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 /// Who is asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     /// A human user (`Lakeward::User`).
@@ -25,7 +25,7 @@ pub enum PrincipalKind {
 }
 
 /// The authenticated principal and what the gateway resolved about it for this request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PrincipalInput {
     /// User or service principal, or anonymous.
     pub kind: PrincipalKind,
@@ -48,7 +48,7 @@ pub struct PrincipalInput {
 }
 
 /// What the request acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResourceInput {
     /// The workspace addressed (`AuthzRequest::workspace`).
@@ -60,7 +60,7 @@ pub enum ResourceInput {
 }
 
 /// One authorization question, as the gateway asks it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AuthzRequest {
     /// Who is asking.
     pub principal: PrincipalInput,

@@ -470,3 +470,35 @@ fn bundle_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PolicyBundle>();
 }
+
+#[test]
+fn repeated_requests_get_the_same_decision_from_the_cache() {
+    let b = PolicyBundle::load_dir(&deploy_dir()).unwrap();
+    let r = request("CreateIpAccessList");
+    let first = b.authorize(&r);
+    let second = b.authorize(&r);
+    assert!(first.allowed, "{first:?}");
+    assert_eq!(first, second);
+    // Anything the entities are built from is part of the key.
+    let mut not_admin = r.clone();
+    not_admin.principal.workspace_admin = false;
+    assert!(!b.authorize(&not_admin).allowed);
+    assert!(b.authorize(&r).allowed);
+}
+
+#[test]
+fn policies_that_read_the_time_are_decided_at_each_time() {
+    let b = bundle(&[(
+        "t.cedar",
+        "@id(\"before-noon\")\npermit(principal, action, resource)\nwhen { context.requestTime < 1000 };",
+    )])
+    .unwrap();
+    let mut r = request("ListWarehouses");
+    r.request_time_unix = 999;
+    assert!(b.authorize(&r).allowed);
+    r.request_time_unix = 1001;
+    assert!(
+        !b.authorize(&r).allowed,
+        "a cached decision must not outlive its time"
+    );
+}
