@@ -8,6 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+// A proxy allocates and frees small buffers on every request; under load glibc's malloc was
+// about a tenth of the gateway's CPU, and mimalloc's thread-local free lists cut that down.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits' EX_CONFIG: the configuration is wrong.
 const EX_CONFIG: u8 = 78;
 /// sysexits' EX_DATAERR: the input (policies, request) is wrong.
@@ -156,11 +161,19 @@ fn init_tracing() {
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // One worker thread means no one to steal work from: the current-thread scheduler does the
+    // same job without the work-stealing bookkeeping, which a pinned, single-core gateway pays
+    // on every wakeup.
+    let mut builder = match config.gateway.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(threads);
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     builder.enable_all();
-    if let Some(threads) = config.gateway.worker_threads {
-        builder.worker_threads(threads);
-    }
     let runtime = builder.build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let running = lakeward::start(config).await?;
