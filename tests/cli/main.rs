@@ -18,16 +18,25 @@ fn lakeward() -> Command {
 
 /// Starts `serve` and returns the child and everything it printed up to the `curl` line.
 fn serve(data_dir: &Path) -> (Child, Vec<String>) {
-    let mut child = lakeward()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(data_dir)
+    serve_with(data_dir, None)
+}
+
+/// [`serve`] with a configuration file.
+fn serve_with(data_dir: &Path, config: Option<&Path>) -> (Child, Vec<String>) {
+    let mut command = lakeward();
+    command.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ]);
+    command.arg(data_dir);
+    if let Some(config) = config {
+        command.arg("--config").arg(config);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -250,4 +259,109 @@ fn policy_validate_and_check() {
         stdout.contains("ALLOW") && stdout.contains("self-service"),
         "{stdout}"
     );
+}
+
+/// The value after `prefix` on the first printed line that has it.
+fn printed<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line in {lines:?}"))
+        .trim()
+}
+
+/// Status code of a GET through the gateway with the admin token, by curl.
+fn status_of(base: &str, data_dir: &Path, path: &str) -> String {
+    let token = std::fs::read_to_string(data_dir.join("admin-token")).unwrap();
+    let out = Command::new("curl")
+        .args([
+            "--silent",
+            "--output",
+            "/dev/null",
+            "--write-out",
+            "%{http_code}",
+            "--cacert",
+        ])
+        .arg(data_dir.join("ca.pem"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", token.trim()))
+        .arg(format!("{base}{path}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn metrics(admin: &str) -> String {
+    let out = Command::new("curl")
+        .args(["--silent", &format!("{admin}/metrics")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sighup_reloads_policies_and_a_bad_set_keeps_the_last_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    // Polling once an hour: only the signal can make these reloads happen in time.
+    let config = tmp.path().join("lakeward.toml");
+    std::fs::write(&config, "[gateway]\npolicy_poll_interval_ms = 3600000\n").unwrap();
+    let (child, lines) = serve_with(&data_dir, Some(&config));
+    let base = printed(&lines, "Lakeward is serving on").to_owned();
+    let admin = printed(&lines, "admin:")
+        .split("/metrics")
+        .next()
+        .unwrap()
+        .to_owned();
+    let pid = child.id().to_string();
+    let hup = || {
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    eventually("readiness", || {
+        status_of(&base, &data_dir, "/api/2.0/token/list") == "200"
+    });
+
+    // A set that does not parse is refused, counted, and the last good set keeps serving.
+    let policies = data_dir.join("policies");
+    std::fs::write(
+        policies.join("broken.cedar"),
+        "permit (principal, action, resource\n",
+    )
+    .unwrap();
+    hup();
+    eventually("the reload failure to be counted", || {
+        metrics(&admin)
+            .lines()
+            .any(|l| l.starts_with("gateway_policy_reload_failures_total 1"))
+    });
+    assert_eq!(status_of(&base, &data_dir, "/api/2.0/token/list"), "200");
+
+    // A good change takes effect on the signal.
+    std::fs::remove_file(policies.join("broken.cedar")).unwrap();
+    std::fs::write(
+        policies.join("no-token-listing.cedar"),
+        "@id(\"no-token-listing\")\nforbid (principal, action == Lakeward::Action::\"ListTokens\", resource);\n",
+    )
+    .unwrap();
+    hup();
+    eventually("the new policy to deny", || {
+        status_of(&base, &data_dir, "/api/2.0/token/list") == "403"
+    });
+    assert_eq!(
+        status_of(&base, &data_dir, "/api/2.0/preview/scim/v2/Me"),
+        "200"
+    );
+    assert_eq!(interrupt_and_wait(child).code(), Some(0));
 }
