@@ -89,7 +89,11 @@ impl Default for InternalConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct UpstreamsConfig {
     /// `http://host:port` of the data plane. Unset: the runtime this process starts.
+    /// Required with `serve --role gateway`.
     pub runtime_url: Option<String>,
+    /// `http://host:port` of the control plane, for `serve --role gateway` (a gateway whose
+    /// control plane runs in another process). Ignored when this process runs the control plane.
+    pub control_url: Option<String>,
 }
 
 impl Config {
@@ -119,12 +123,17 @@ impl Config {
         if self.bootstrap.admin_user_name.trim().is_empty() {
             problems.push("bootstrap.admin_user_name: must not be empty".to_owned());
         }
-        if let Some(url) = &self.upstreams.runtime_url {
-            let authority = url.strip_prefix("http://").unwrap_or_default();
-            if authority.is_empty() || authority.contains('/') {
-                problems.push(format!(
-                    "upstreams.runtime_url: `{url}` must be `http://host:port` with no path"
-                ));
+        for (name, url) in [
+            ("runtime_url", &self.upstreams.runtime_url),
+            ("control_url", &self.upstreams.control_url),
+        ] {
+            if let Some(url) = url {
+                let authority = url.strip_prefix("http://").unwrap_or_default();
+                if authority.is_empty() || authority.contains('/') {
+                    problems.push(format!(
+                        "upstreams.{name}: `{url}` must be `http://host:port` with no path"
+                    ));
+                }
             }
         }
         let sections: [(&str, Result<(), Vec<String>>); 3] = [

@@ -103,29 +103,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let data_dir = std::fs::canonicalize(dir.root())?;
     let master = dir.master_secret()?;
     let tls = dir.tls_material(&server_names(&config))?;
-    let policy_dir = match &config.gateway.policy_dir {
-        Some(dir) => dir.clone(),
-        None => dir.seed_policies()?,
-    };
-    let audit_dir = config
-        .gateway
-        .audit_dir
-        .clone()
-        .unwrap_or_else(|| dir.audit());
-
-    let mut control_config = config.control.clone();
-    if control_config.workspace_domain.is_none() {
-        control_config
-            .workspace_domain
-            .clone_from(&config.gateway.workspace_domain);
-    }
-    let control = lakeward_control::ControlPlane::open(
-        &control_config,
-        dir.root(),
-        master.key_for(Audience::Control),
-    )
-    .await
-    .context("cannot open the control plane's store")?;
+    let policy_dir = gateway_policy_dir(&config, &dir)?;
+    let audit_dir = gateway_audit_dir(&config, &dir);
+    let control = open_control(&config, &dir, &master).await?;
     let bootstrap = control
         .bootstrap(&config.bootstrap.admin_user_name)
         .await
@@ -135,12 +115,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let runtime = lakeward_runtime::Runtime::new(master.key_for(Audience::Runtime));
 
-    let control_listener = tokio::net::TcpListener::bind(config.internal.control_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.internal.control_listen))?;
-    let runtime_listener = tokio::net::TcpListener::bind(config.internal.runtime_listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.internal.runtime_listen))?;
+    let control_listener = bind(config.internal.control_listen).await?;
+    let runtime_listener = bind(config.internal.runtime_listen).await?;
     let control_addr = control_listener.local_addr()?;
     let runtime_addr = runtime_listener.local_addr()?;
 
@@ -199,6 +175,172 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         task,
     })
+}
+
+/// Which parts one process runs. `All` is `lakeward serve`; the others let each part run in
+/// its own process (or machine), reaching the others over the network. They share the data
+/// directory's secrets: copy `identity.key` (and, for the gateway, the certificate and
+/// policies) to every machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    All,
+    Gateway,
+    Control,
+    Runtime,
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "all" => Ok(Role::All),
+            "gateway" => Ok(Role::Gateway),
+            "control" => Ok(Role::Control),
+            "runtime" => Ok(Role::Runtime),
+            other => Err(format!(
+                "`{other}` is not a role: all, gateway, control or runtime"
+            )),
+        }
+    }
+}
+
+/// One part running alone: what to tell the operator, and the handle to stop it.
+pub struct RunningPart {
+    /// Lines for the operator: where the part listens.
+    pub hint: String,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningPart {
+    /// Runs until `signal` resolves, then drains and stops.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let mut task = self.task;
+        tokio::select! {
+            () = signal => {
+                let _ = self.shutdown.send(true);
+                task.await.context("lakeward task failed")?
+            }
+            ended = &mut task => ended.context("lakeward task failed")?,
+        }
+    }
+}
+
+/// Starts one part alone. `Role::All` is [`start`].
+pub async fn start_part(config: Config, role: Role) -> anyhow::Result<RunningPart> {
+    let dir = DataDir::open(&config.data_dir)?;
+    let master = dir.master_secret()?;
+    let (shutdown, rx) = watch::channel(false);
+    let (hint, task) = match role {
+        Role::All => anyhow::bail!("`all` runs every part: use `start`"),
+        Role::Control => {
+            let control = open_control(&config, &dir, &master).await?;
+            let bootstrap = control
+                .bootstrap(&config.bootstrap.admin_user_name)
+                .await
+                .context("cannot bootstrap the control plane")?;
+            if let Some(token) = &bootstrap.admin_token {
+                dir.write_admin_token(token)?;
+            }
+            let listener = bind(config.internal.control_listen).await?;
+            let hint = format!(
+                "Lakeward control plane listening on http://{} (account {}, default workspace {})\n",
+                http_authority(listener.local_addr()?),
+                bootstrap.account_id,
+                bootstrap.default_workspace_id
+            );
+            (hint, tokio::spawn(control.serve(listener, stopped(rx))))
+        }
+        Role::Runtime => {
+            let runtime = lakeward_runtime::Runtime::new(master.key_for(Audience::Runtime));
+            let listener = bind(config.internal.runtime_listen).await?;
+            let hint = format!(
+                "Lakeward runtime listening on http://{}\n",
+                http_authority(listener.local_addr()?)
+            );
+            (hint, tokio::spawn(runtime.serve(listener, stopped(rx))))
+        }
+        Role::Gateway => {
+            let (Some(control_url), Some(runtime_url)) = (
+                config.upstreams.control_url.clone(),
+                config.upstreams.runtime_url.clone(),
+            ) else {
+                anyhow::bail!(
+                    "--role gateway needs upstreams.control_url and upstreams.runtime_url"
+                );
+            };
+            let tls = dir.tls_material(&server_names(&config))?;
+            let gateway = lakeward_proxy::Gateway::bind(
+                config.gateway.clone(),
+                lakeward_proxy::GatewayDeps {
+                    tls_cert_pem: tls.cert_pem,
+                    tls_key_pem: tls.key_pem,
+                    master_secret: master,
+                    control_url,
+                    runtime_url,
+                    policy_dir: gateway_policy_dir(&config, &dir)?,
+                    audit_dir: gateway_audit_dir(&config, &dir),
+                    registry: prometheus::Registry::new(),
+                },
+            )
+            .await?;
+            let hint = format!(
+                "Lakeward gateway serving on https://{} (admin http://{})\n",
+                http_authority(gateway.local_addr()),
+                http_authority(gateway.admin_addr())
+            );
+            (hint, tokio::spawn(gateway.run(stopped(rx))))
+        }
+    };
+    Ok(RunningPart {
+        hint,
+        shutdown,
+        task,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+fn gateway_policy_dir(config: &Config, dir: &DataDir) -> anyhow::Result<PathBuf> {
+    match &config.gateway.policy_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => dir.seed_policies(),
+    }
+}
+
+fn gateway_audit_dir(config: &Config, dir: &DataDir) -> PathBuf {
+    config
+        .gateway
+        .audit_dir
+        .clone()
+        .unwrap_or_else(|| dir.audit())
+}
+
+async fn open_control(
+    config: &Config,
+    dir: &DataDir,
+    master: &lakeward_common::assertion::MasterSecret,
+) -> anyhow::Result<lakeward_control::ControlPlane> {
+    let mut control_config = config.control.clone();
+    if control_config.workspace_domain.is_none() {
+        control_config
+            .workspace_domain
+            .clone_from(&config.gateway.workspace_domain);
+    }
+    lakeward_control::ControlPlane::open(
+        &control_config,
+        dir.root(),
+        master.key_for(Audience::Control),
+    )
+    .await
+    .context("cannot open the control plane's store")
 }
 
 fn http_authority(addr: SocketAddr) -> String {

@@ -45,6 +45,9 @@ enum Command {
         /// The admin listener with /metrics, /healthz and /readyz (overrides `gateway.admin_listen`).
         #[arg(long)]
         admin_listen: Option<SocketAddr>,
+        /// Which parts to run: all (default), or one of gateway, control, runtime alone.
+        #[arg(long, default_value = "all")]
+        role: lakeward::Role,
     },
     /// Loads and validates a configuration file, then exits.
     CheckConfig { file: PathBuf },
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             admin_listen,
+            role,
         } => {
             let mut config = match load_config(config.as_deref()) {
                 Ok(config) => config,
@@ -108,7 +112,7 @@ fn main() -> ExitCode {
                 return report_config_problems(&problems);
             }
             init_tracing();
-            match serve(config) {
+            match serve(config, role) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("lakeward: {err:#}");
@@ -160,7 +164,7 @@ fn init_tracing() {
         .init();
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, role: lakeward::Role) -> anyhow::Result<()> {
     // One worker thread means no one to steal work from: the current-thread scheduler does the
     // same job without the work-stealing bookkeeping, which a pinned, single-core gateway pays
     // on every wakeup.
@@ -176,6 +180,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
     builder.enable_all();
     let runtime = builder.build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        if role != lakeward::Role::All {
+            let part = lakeward::start_part(config, role).await?;
+            println!("{}", part.hint);
+            part.run_until(shutdown_signal()).await?;
+            eprintln!("lakeward: stopped");
+            return Ok(());
+        }
         let running = lakeward::start(config).await?;
         println!("{}", lakeward::startup_hint(&running));
         running.run_until(shutdown_signal()).await?;
