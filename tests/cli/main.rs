@@ -3,6 +3,7 @@
 //! policies are reported in full before anything starts.
 #![expect(
     clippy::expect_used,
+    clippy::unwrap_used,
     clippy::panic,
     reason = "test helpers fail the test by panicking"
 )]
