@@ -5,7 +5,8 @@
 //! (absent: the application id), `active` (absent: true) and, when present, `groups`.
 
 use super::users::{
-    assign, check_not_self_deactivation, find, join_groups, members_of, remove, set_groups,
+    assign, check_not_self_deactivation, delete_principal, find, join_groups, members_of,
+    set_groups,
 };
 use super::{
     display_name_or, filter, groups_json, list_response, parse_id, patch_text, reference_ids,
@@ -241,22 +242,9 @@ pub(crate) async fn replace(
 /// `DELETE .../ServicePrincipals/{id}`: unassigns it from the workspace (deleting its tokens
 /// and grants there), or deletes it from the account; answers 204.
 pub(crate) async fn delete(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: ScimCaller,
     params: PathParams,
 ) -> Result<StatusCode, ControlError> {
-    caller.require_admin()?;
-    let id = parse_id(&params.get("id")?, "service principal")?;
-    if id == caller.principal.id {
-        return Err(ControlError::InvalidState(
-            "you cannot remove yourself".into(),
-        ));
-    }
-    let directory = caller.directory;
-    let mut tx = state.store().begin_write().await?;
-    let kind = PrincipalKind::ServicePrincipal;
-    find(tx.conn(), directory, kind, id, || not_found(id, directory)).await?;
-    remove(tx.conn(), directory, id).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    delete_principal(state, caller, params, PrincipalKind::ServicePrincipal).await
 }

@@ -396,12 +396,27 @@ pub(crate) async fn replace(
 /// `DELETE .../Users/{id}`: unassigns the user from the workspace, or deletes it from the
 /// account; answers 204.
 pub(crate) async fn delete(
-    State(state): State<AppState>,
+    state: State<AppState>,
     caller: ScimCaller,
     params: PathParams,
 ) -> Result<StatusCode, ControlError> {
+    delete_principal(state, caller, params, PrincipalKind::User).await
+}
+
+/// Deletes a user or service principal: unassigns it from a workspace directory (its tokens and
+/// grants there go with it), or removes it from the account altogether. Never the caller.
+pub(crate) async fn delete_principal(
+    State(state): State<AppState>,
+    caller: ScimCaller,
+    params: PathParams,
+    kind: PrincipalKind,
+) -> Result<StatusCode, ControlError> {
+    let noun = match kind {
+        PrincipalKind::ServicePrincipal => "service principal",
+        _ => "user",
+    };
     caller.require_admin()?;
-    let id = parse_id(&params.get("id")?, "user")?;
+    let id = parse_id(&params.get("id")?, noun)?;
     if id == caller.principal.id {
         return Err(ControlError::InvalidState(
             "you cannot remove yourself".into(),
@@ -409,8 +424,11 @@ pub(crate) async fn delete(
     }
     let directory = caller.directory;
     let mut tx = state.store().begin_write().await?;
-    find(tx.conn(), directory, PrincipalKind::User, id, || {
-        not_found(id, directory)
+    find(tx.conn(), directory, kind, id, || {
+        ControlError::NotFound(format!(
+            "{noun} `{id}` does not exist {}",
+            directory.location()
+        ))
     })
     .await?;
     remove(tx.conn(), directory, id).await?;
