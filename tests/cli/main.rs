@@ -428,3 +428,50 @@ fn each_part_runs_alone_and_they_meet_over_the_network() {
         assert_eq!(interrupt_and_wait(child).code(), Some(0));
     }
 }
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let (mut child, lines) = serve(&data_dir);
+    let base = printed(&lines, "Lakeward is serving on").to_owned();
+    eventually("readiness", || {
+        status_of(&base, &data_dir, "/api/2.0/token/list") == "200"
+    });
+    let admin_token = std::fs::read_to_string(data_dir.join("admin-token")).unwrap();
+    let out = Command::new("curl")
+        .args(["--silent", "--fail", "--cacert"])
+        .arg(data_dir.join("ca.pem"))
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", admin_token.trim()))
+        .args(["-d", r#"{"comment": "must survive"}"#])
+        .arg(format!("{base}/api/2.0/token/create"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = created["token_value"].as_str().unwrap().to_owned();
+
+    // No drain, no flush: the process is gone the moment the response was acknowledged.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (child, lines) = serve(&data_dir);
+    let base = printed(&lines, "Lakeward is serving on").to_owned();
+    std::fs::write(data_dir.join("admin-token"), &token).unwrap();
+    eventually("the token created before kill -9 to work", || {
+        status_of(&base, &data_dir, "/api/2.0/preview/scim/v2/Me") == "200"
+    });
+    // The audit record of the mutating call was durable before its response, too.
+    let audit = std::fs::read_dir(data_dir.join("audit"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(audit.contains("generateDbToken"), "{audit}");
+    assert_eq!(interrupt_and_wait(child).code(), Some(0));
+}
