@@ -180,34 +180,35 @@ fn serve(config: Config, role: lakeward::Role) -> anyhow::Result<()> {
     builder.enable_all();
     let runtime = builder.build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let stop = shutdown_signal()?;
         if role != lakeward::Role::All {
             let part = lakeward::start_part(config, role).await?;
             println!("{}", part.hint);
-            part.run_until(shutdown_signal()).await?;
+            part.run_until(stop).await?;
             eprintln!("lakeward: stopped");
             return Ok(());
         }
         let running = lakeward::start(config).await?;
         println!("{}", lakeward::startup_hint(&running));
-        running.run_until(shutdown_signal()).await?;
+        running.run_until(stop).await?;
         eprintln!("lakeward: stopped");
         Ok(())
     })
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// Ctrl-C or SIGTERM. The listeners are registered when this is built, not when it is first
+/// awaited: a signal that arrives right after the start-up hint is printed must drain, not hit
+/// the default action and kill the process.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    })
 }
 
 fn policy_command(command: PolicyCommand) -> ExitCode {

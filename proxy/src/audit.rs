@@ -21,60 +21,61 @@ use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
 use writer::WriterMsg;
 
-/// One audit record.
+/// One audit record. It borrows from the request context rather than copying it: it lives
+/// only until it is serialized, and one per request adds up.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct AuditRecord {
+pub(crate) struct AuditRecord<'a> {
     pub version: &'static str,
     pub audit_level: &'static str,
     /// Milliseconds since the epoch at arrival.
     pub timestamp: i64,
     /// `"0"` for account-level events.
     pub workspace_id: String,
-    pub account_id: String,
+    pub account_id: &'a str,
     /// The address IP access lists were checked against.
     #[serde(rename = "sourceIPAddress")]
     pub source_ip_address: String,
-    pub user_agent: Option<String>,
-    pub session_id: Option<String>,
-    pub user_identity: UserIdentity,
+    pub user_agent: Option<&'a str>,
+    pub session_id: Option<&'a str>,
+    pub user_identity: UserIdentity<'a>,
     pub service_name: &'static str,
     pub action_name: &'static str,
-    pub request_id: String,
+    pub request_id: &'a str,
     pub request_params: BTreeMap<String, String>,
-    pub response: AuditResponse,
+    pub response: AuditResponse<'a>,
     /// `allow` or `deny`.
     pub decision: &'static str,
-    pub determining_policies: Vec<String>,
-    pub policy_version: Option<String>,
+    pub determining_policies: &'a [String],
+    pub policy_version: Option<&'a str>,
     pub auth_method: Option<&'static str>,
-    pub token_id: Option<String>,
+    pub token_id: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct UserIdentity {
-    pub email: Option<String>,
-    pub subject_name: Option<String>,
+pub(crate) struct UserIdentity<'a> {
+    pub email: Option<&'a str>,
+    pub subject_name: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct AuditResponse {
+pub(crate) struct AuditResponse<'a> {
     pub status_code: u16,
-    pub error_message: Option<String>,
-    pub result: Option<String>,
+    pub error_message: Option<&'a str>,
+    pub result: Option<&'a str>,
 }
 
 /// Builds the record of a finished request. `error` is the stage error and what the client
 /// was told; `fallback_account` is used when the request never got as far as the snapshot.
-pub(crate) fn build(
-    ctx: &RequestCtx,
+pub(crate) fn build<'a>(
+    ctx: &'a RequestCtx,
     status: u16,
-    error: Option<(&StageError, &ApiError)>,
+    error: Option<(&StageError, &'a ApiError)>,
     allowed: bool,
-    fallback_account: &str,
-) -> AuditRecord {
+    fallback_account: &'a str,
+) -> AuditRecord<'a> {
     let (audit_level, workspace_id) = match &ctx.scope {
         Some(Scope::Account) => ("ACCOUNT_LEVEL", "0".to_owned()),
         Some(Scope::Workspace(ws)) => ("WORKSPACE_LEVEL", ws.id.to_string()),
@@ -92,7 +93,7 @@ pub(crate) fn build(
     let principal = ctx.principal.as_ref();
     let email = principal
         .filter(|p| p.record.kind != PrincipalKind::Anonymous)
-        .map(|p| p.record.user_name.clone());
+        .map(|p| p.record.user_name.as_str());
     AuditRecord {
         version: "2.0",
         audit_level,
@@ -101,12 +102,12 @@ pub(crate) fn build(
         account_id: ctx
             .snapshot
             .as_ref()
-            .map_or_else(|| fallback_account.to_owned(), |s| s.account_id.clone()),
+            .map_or(fallback_account, |s| s.account_id.as_str()),
         source_ip_address: ctx
             .client_ip
             .unwrap_or_else(|| ctx.conn.peer.ip())
             .to_string(),
-        user_agent: ctx.user_agent.clone(),
+        user_agent: ctx.user_agent.as_deref(),
         session_id: None,
         user_identity: UserIdentity {
             email,
@@ -114,22 +115,21 @@ pub(crate) fn build(
         },
         service_name,
         action_name,
-        request_id: ctx.request_id.clone(),
+        request_id: &ctx.request_id,
         request_params: params::request_params(ctx.query.as_deref(), &ctx.body),
         response: AuditResponse {
             status_code: status,
-            error_message: error.map(|(_, api)| api.message.clone()),
+            error_message: error.map(|(_, api)| api.message.as_str()),
             result: None,
         },
         decision: if allowed { "allow" } else { "deny" },
         determining_policies: ctx
             .decision
             .as_ref()
-            .map(|d| d.determining_policies.clone())
-            .unwrap_or_default(),
-        policy_version: ctx.decision.as_ref().map(|d| d.policy_version.clone()),
+            .map_or(&[], |d| d.determining_policies.as_slice()),
+        policy_version: ctx.decision.as_ref().map(|d| d.policy_version.as_str()),
         auth_method: principal.map(|p| p.auth_method.as_str()),
-        token_id: principal.and_then(|p| p.token_id.clone()),
+        token_id: principal.and_then(|p| p.token_id.as_deref()),
     }
 }
 
@@ -172,9 +172,11 @@ impl AuditSink {
 
     /// Queues a record; with `durable`, waits until it is on disk. False when it was not
     /// written (already counted in the failure metric).
-    pub(crate) async fn write(&self, record: &AuditRecord, durable: bool) -> bool {
-        let line = match serde_json::to_vec(record) {
-            Ok(line) => line,
+    pub(crate) async fn write(&self, record: &AuditRecord<'_>, durable: bool) -> bool {
+        // Sized for a typical record, so serializing does not grow the buffer step by step.
+        let mut line = Vec::with_capacity(768);
+        match serde_json::to_writer(&mut line, record) {
+            Ok(()) => {}
             Err(e) => {
                 tracing::error!(error = %e, "audit record not serializable");
                 self.failures.inc();
@@ -234,7 +236,7 @@ mod tests {
             audit_level: "WORKSPACE_LEVEL",
             timestamp: 1_700_000_000_000,
             workspace_id: "1".into(),
-            account_id: "a".into(),
+            account_id: "a",
             source_ip_address: "127.0.0.1".into(),
             user_agent: None,
             session_id: None,
@@ -244,7 +246,7 @@ mod tests {
             },
             service_name: "accounts",
             action_name: "x",
-            request_id: "r".into(),
+            request_id: "r",
             request_params: BTreeMap::new(),
             response: AuditResponse {
                 status_code: 200,
@@ -252,7 +254,7 @@ mod tests {
                 result: None,
             },
             decision: "allow",
-            determining_policies: vec![],
+            determining_policies: &[],
             policy_version: None,
             auth_method: None,
             token_id: None,

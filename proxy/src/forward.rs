@@ -16,13 +16,9 @@ use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use lakeward_common::assertion::{IdentityClaims, IDENTITY_HEADER};
 use lakeward_common::internal::STATE_VERSION_HEADER;
-use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
+use prometheus::Histogram;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tower::Service;
 
 /// The namespace of headers the upstreams trust; never accepted from a client, never shown
 /// to one.
@@ -54,42 +50,45 @@ pub(crate) enum ForwardError {
 #[derive(Clone)]
 pub(crate) struct Forward {
     shared: Arc<Shared>,
+    /// `gateway_upstream_latency_seconds` of each upstream, looked up once rather than by
+    /// label per request.
+    control_seconds: Histogram,
+    runtime_seconds: Histogram,
 }
 
 impl Forward {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Forward { shared }
+        let seconds = |upstream: Upstream| {
+            shared
+                .metrics
+                .upstream_seconds
+                .with_label_values(&[upstream.label()])
+        };
+        Forward {
+            control_seconds: seconds(Upstream::Control),
+            runtime_seconds: seconds(Upstream::Runtime),
+            shared,
+        }
     }
 }
 
-impl Service<Exchange> for Forward {
-    type Response = Outcome;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Outcome, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The pooled client queues internally; the upstream timeout bounds the wait.
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, ex: Exchange) -> Self::Future {
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let Exchange {
-                mut ctx,
-                parts,
-                body,
-            } = ex;
-            let result = forward(&shared, &mut ctx, parts, body)
-                .await
-                .map_err(Into::into);
-            Ok(Outcome { ctx, result })
-        })
+impl Forward {
+    /// Forwards a request that passed every check (or answers a local route).
+    pub(crate) async fn call(&self, ex: Exchange) -> Outcome {
+        let Exchange {
+            mut ctx,
+            parts,
+            body,
+        } = ex;
+        let result = forward(self, &mut ctx, parts, body)
+            .await
+            .map_err(Into::into);
+        Outcome { ctx, result }
     }
 }
 
 async fn forward(
-    shared: &Shared,
+    stage: &Forward,
     ctx: &mut RequestCtx,
     parts: http::request::Parts,
     body: RequestBody,
@@ -97,10 +96,19 @@ async fn forward(
     let route = ctx
         .route
         .ok_or_else(|| ForwardError::Internal("no route".into()))?;
-    let (base, key) = match route.upstream {
+    let shared = &*stage.shared;
+    let (base, key, seconds) = match route.upstream {
         Upstream::Local => return well_known::respond(ctx).map_err(ForwardError::Internal),
-        Upstream::Control => (&shared.control_base, &shared.control_key),
-        Upstream::Runtime => (&shared.runtime_base, &shared.runtime_key),
+        Upstream::Control => (
+            &shared.control_base,
+            &shared.control_key,
+            &stage.control_seconds,
+        ),
+        Upstream::Runtime => (
+            &shared.runtime_base,
+            &shared.runtime_key,
+            &stage.runtime_seconds,
+        ),
     };
     let RequestBody::Buffered(body) = body else {
         return Err(ForwardError::Internal(
@@ -146,11 +154,7 @@ async fn forward(
     let result = upstream::send(&shared.client, request, timeout).await;
     let elapsed = started.elapsed();
     ctx.upstream_elapsed = Some(elapsed);
-    shared
-        .metrics
-        .upstream_seconds
-        .with_label_values(&[route.upstream.label()])
-        .observe(elapsed.as_secs_f64());
+    seconds.observe(elapsed.as_secs_f64());
     let response = result?;
 
     if route.upstream == Upstream::Control {

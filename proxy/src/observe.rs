@@ -114,8 +114,9 @@ async fn finish(shared: &Shared, outcome: Outcome) -> Response<ProxyBody> {
 
     let m = &shared.metrics;
     let decision = if allowed { "allow" } else { "deny" };
+    // `as_str` is the code's static text: no allocation per request for the label.
     m.requests
-        .with_label_values(&[action, decision, &status.to_string()])
+        .with_label_values(&[action, decision, response.status().as_str()])
         .inc();
     if let Some((StageError::Authn(e), _)) = &error {
         m.authn_failures.with_label_values(&[e.reason()]).inc();
@@ -126,17 +127,19 @@ async fn finish(shared: &Shared, outcome: Outcome) -> Response<ProxyBody> {
         .saturating_sub(ctx.upstream_elapsed.unwrap_or_default());
     m.added_latency.observe(own.as_secs_f64());
 
-    let fallback_account = shared
-        .state
-        .current()
-        .map(|s| s.account_id.clone())
-        .unwrap_or_default();
+    // The account of the current snapshot, for requests refused before they had one.
+    let fallback = ctx
+        .snapshot
+        .is_none()
+        .then(|| shared.state.current())
+        .flatten();
+    let fallback_account = fallback.as_ref().map_or("", |s| s.account_id.as_str());
     let record = audit::build(
         &ctx,
         status,
         error.as_ref().map(|(e, api)| (e, api)),
         allowed,
-        &fallback_account,
+        fallback_account,
     );
     // Mutating calls: the record is on disk before the caller hears back.
     shared.audit.write(&record, is_mutating(&ctx.method)).await;

@@ -138,7 +138,7 @@ async fn connection(
         async move {
             let _in_flight = InFlight::enter(&conn);
             let (parts, body) = req.into_parts();
-            let ctx = RequestCtx::new(conn.clone(), &parts);
+            let ctx = Box::new(RequestCtx::new(conn.clone(), &parts));
             let exchange = Exchange {
                 ctx,
                 parts,
