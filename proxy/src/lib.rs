@@ -44,6 +44,8 @@ mod route;
 mod server;
 mod shared;
 mod state;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod tls;
 mod upstream;
 mod well_known;

@@ -15,13 +15,11 @@
 
 use http::StatusCode;
 use lakeward_common::assertion::MasterSecret;
+use lakeward_proxy::test_util::{redis_target, through, Relay};
 use lakeward_tests::{plain_get, Client, TestLakeward};
 use serde_json::json;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
 
 fn redis_url() -> Option<String> {
     match std::env::var("LAKEWARD_TEST_REDIS_URL") {
@@ -293,91 +291,4 @@ async fn a_replica_that_loses_redis_asks_the_control_plane_until_it_is_back() {
     b.wait_for_feed(1, Duration::from_secs(10)).await;
     assert_eq!(probe(&via_b, &token).await, StatusCode::UNAUTHORIZED);
     assert_eq!(probe(&via_b, &a.admin_token).await, accepted);
-}
-
-/// Redis's address, from its URL.
-async fn redis_target(url: &str) -> SocketAddr {
-    let client = redis::Client::open(url).unwrap();
-    let host_port = client.get_connection_info().addr().to_string();
-    tokio::net::lookup_host(host_port)
-        .await
-        .unwrap()
-        .find(SocketAddr::is_ipv4)
-        .unwrap()
-}
-
-/// `url` with its host and port replaced by `addr`.
-fn through(url: &str, addr: SocketAddr) -> String {
-    let rest = url.strip_prefix("redis://").unwrap();
-    let (userinfo, hostpath) = match rest.rsplit_once('@') {
-        Some((userinfo, hostpath)) => (format!("{userinfo}@"), hostpath),
-        None => (String::new(), rest),
-    };
-    let path = hostpath.find('/').map_or("", |i| &hostpath[i..]);
-    format!("redis://{userinfo}{addr}{path}")
-}
-
-/// A TCP relay between replica B and Redis that can be cut (every connection dropped, new
-/// ones refused) and restored on the same port.
-struct Relay {
-    addr: SocketAddr,
-    target: SocketAddr,
-    task: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Relay {
-    async fn start(target: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        Relay {
-            addr,
-            target,
-            task: Mutex::new(Some(tokio::spawn(relay(listener, target)))),
-        }
-    }
-
-    fn cut(&self) {
-        if let Some(task) = self.task.lock().unwrap().take() {
-            // The task owns the listener and the connections (a `JoinSet`, which aborts them
-            // when dropped).
-            task.abort();
-        }
-    }
-
-    async fn restore(&self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot re-bind the relay: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
-        *self.task.lock().unwrap() = Some(tokio::spawn(relay(listener, self.target)));
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-    }
-}
-
-async fn relay(listener: TcpListener, target: SocketAddr) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((mut inbound, _)) = accepted else { continue };
-                connections.spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
 }
