@@ -183,17 +183,32 @@ fn serve(config: Config, role: lakeward::Role) -> anyhow::Result<()> {
         let stop = shutdown_signal()?;
         if role != lakeward::Role::All {
             let part = lakeward::start_part(config, role).await?;
-            println!("{}", part.hint);
+            say(&part.hint);
             part.run_until(stop).await?;
-            eprintln!("lakeward: stopped");
+            tell("lakeward: stopped");
             return Ok(());
         }
         let running = lakeward::start(config).await?;
-        println!("{}", lakeward::startup_hint(&running));
+        say(&lakeward::startup_hint(&running));
         running.run_until(stop).await?;
-        eprintln!("lakeward: stopped");
+        tell("lakeward: stopped");
         Ok(())
     })
+}
+
+/// Prints to stdout for the operator. A server must outlive its stdout: `println!` panics when
+/// the reader has gone (`lakeward serve | head`, a log collector restarting), so errors are
+/// ignored here.
+fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// [`say`] for stderr.
+fn tell(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{text}");
 }
 
 /// Ctrl-C or SIGTERM. The listeners are registered when this is built, not when it is first

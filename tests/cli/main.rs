@@ -45,16 +45,16 @@ fn spawn_until(args: &[std::ffi::OsString], done: impl Fn(&str) -> bool) -> (Chi
     let mut child = lakeward()
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("lakeward starts");
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading to the end even after the test stops listening: the server must not find
+    // its stdout closed under it (it survives that too, but that is not what these tests test).
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
+            let _ = tx.send(line);
         }
     });
     let mut lines: Vec<String> = Vec::new();
@@ -473,5 +473,36 @@ fn acknowledged_writes_survive_kill_9() {
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect::<String>();
     assert!(audit.contains("generateDbToken"), "{audit}");
+    assert_eq!(interrupt_and_wait(child).code(), Some(0));
+}
+
+#[test]
+fn serve_survives_its_stdout_being_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let mut child = lakeward()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("lakeward starts");
+    // Close the reading end before the hint is printed: every write to stdout then fails.
+    drop(child.stdout.take());
+    eventually("the admin token to be written", || {
+        data_dir.join("admin-token").exists()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "serve died when its stdout was closed"
+    );
     assert_eq!(interrupt_and_wait(child).code(), Some(0));
 }
