@@ -69,19 +69,9 @@ async fn missing_and_unknown_tokens_are_unauthenticated() {
 async fn a_deleted_token_is_refused_on_the_next_request() {
     let lw = TestLakeward::start().await;
     let client = lw.client();
-    let created = client
-        .post(
-            "/api/2.0/token/create",
-            &lw.admin_token,
-            json!({"comment": "e2e"}),
-        )
+    let (token, token_id) = client
+        .create_token(&lw.admin_token, json!({"comment": "e2e"}))
         .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    let token = created.json["token_value"].as_str().unwrap().to_owned();
-    let token_id = created.json["token_info"]["token_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
         client.get("/api/2.0/token/list", &token).await.status,
         StatusCode::OK
@@ -111,15 +101,12 @@ async fn a_deleted_token_is_refused_on_the_next_request() {
 async fn an_expired_token_is_refused() {
     let lw = TestLakeward::start().await;
     let client = lw.client();
-    let created = client
-        .post(
-            "/api/2.0/token/create",
+    let (token, _) = client
+        .create_token(
             &lw.admin_token,
             json!({"comment": "short", "lifetime_seconds": 1}),
         )
         .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    let token = created.json["token_value"].as_str().unwrap().to_owned();
     assert_eq!(
         client.get("/api/2.0/token/list", &token).await.status,
         StatusCode::OK
@@ -153,15 +140,9 @@ async fn a_block_list_blocks_its_address_while_others_keep_working() {
         StatusCode::OK
     );
 
-    let enable = admin
-        .call(
-            Method::PATCH,
-            "/api/2.0/workspace-conf",
-            Some(&lw.admin_token),
-            Some(json!({"enableIpAccessLists": "true"})),
-        )
+    admin
+        .set_workspace_conf(&lw.admin_token, json!({"enableIpAccessLists": "true"}))
         .await;
-    assert!(enable.status.is_success(), "{}", enable.text);
 
     let refused = blocked.get("/api/2.0/token/list", &lw.admin_token).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
@@ -201,15 +182,9 @@ async fn an_allow_list_admits_only_its_addresses() {
         )
         .await;
     assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    let enable = admin
-        .call(
-            Method::PATCH,
-            "/api/2.0/workspace-conf",
-            Some(&lw.admin_token),
-            Some(json!({"enableIpAccessLists": "true"})),
-        )
+    admin
+        .set_workspace_conf(&lw.admin_token, json!({"enableIpAccessLists": "true"}))
         .await;
-    assert!(enable.status.is_success(), "{}", enable.text);
     assert_eq!(
         outsider
             .get("/api/2.0/token/list", &lw.admin_token)
@@ -295,15 +270,9 @@ async fn upstreams_refuse_calls_that_go_around_the_gateway() {
 async fn every_request_is_audited_without_secrets() {
     let lw = TestLakeward::start().await;
     let client = lw.client();
-    let created = client
-        .post(
-            "/api/2.0/token/create",
-            &lw.admin_token,
-            json!({"comment": "audited"}),
-        )
+    let (new_token, _) = client
+        .create_token(&lw.admin_token, json!({"comment": "audited"}))
         .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    let new_token = created.json["token_value"].as_str().unwrap().to_owned();
     let denied = client
         .get(
             "/api/2.0/token/list",
@@ -386,15 +355,10 @@ async fn a_restart_reuses_the_data_directory() {
     let token = lw.admin_token.clone();
     let ca = std::fs::read(&lw.running.ca_cert).unwrap();
     let workspace = lw.running.default_workspace_id;
-    let created = lw
+    let (second_token, _) = lw
         .client()
-        .post(
-            "/api/2.0/token/create",
-            &token,
-            json!({"comment": "survives"}),
-        )
+        .create_token(&token, json!({"comment": "survives"}))
         .await;
-    let second_token = created.json["token_value"].as_str().unwrap().to_owned();
     let data_dir = lw.data_dir().to_path_buf();
     let dir = lw.stop().await;
 

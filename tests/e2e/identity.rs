@@ -5,7 +5,7 @@ use lakeward_tests::TestLakeward;
 use serde_json::json;
 
 #[tokio::test]
-async fn a_new_workspace_is_reachable_at_once_and_tokens_stay_in_their_workspace() {
+async fn a_new_workspace_is_reachable_at_once_by_its_creator() {
     let lw = TestLakeward::start().await;
     let client = lw.client();
     let path = format!("/api/2.0/accounts/{}/workspaces", lw.running.account_id);

@@ -142,25 +142,6 @@ async fn probe(client: &Client, token: &str) -> StatusCode {
     client.get("/api/2.0/sql/warehouses", token).await.status
 }
 
-/// Creates a personal access token through `client` (as the bootstrap admin): its value and id.
-async fn create_token(a: &TestLakeward, client: &Client) -> (String, String) {
-    let created = client
-        .post(
-            "/api/2.0/token/create",
-            &a.admin_token,
-            json!({"comment": "replicas"}),
-        )
-        .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
-    (
-        created.json["token_value"].as_str().unwrap().to_owned(),
-        created.json["token_info"]["token_id"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-    )
-}
-
 async fn delete_token(a: &TestLakeward, client: &Client, token_id: &str) {
     let deleted = client
         .post(
@@ -201,7 +182,9 @@ async fn a_token_revoked_through_one_replica_is_refused_by_the_other_within_a_se
     let b = Replica::start(&a, &url, &channel).await;
     let (via_a, via_b) = (a.client(), b.client());
 
-    let (token, token_id) = create_token(&a, &via_a).await;
+    let (token, token_id) = via_a
+        .create_token(&a.admin_token, json!({"comment": "replicas"}))
+        .await;
     let accepted = probe(&via_b, &token).await;
     assert_ne!(accepted, StatusCode::UNAUTHORIZED);
     assert_ne!(accepted, StatusCode::SERVICE_UNAVAILABLE);
@@ -239,15 +222,9 @@ async fn an_ip_access_list_added_through_one_replica_is_enforced_by_the_other_wi
         )
         .await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.text);
-    let enable = via_a
-        .call(
-            http::Method::PATCH,
-            "/api/2.0/workspace-conf",
-            Some(&a.admin_token),
-            Some(json!({"enableIpAccessLists": "true"})),
-        )
+    via_a
+        .set_workspace_conf(&a.admin_token, json!({"enableIpAccessLists": "true"}))
         .await;
-    assert!(enable.status.is_success(), "{}", enable.text);
 
     flips_to(StatusCode::FORBIDDEN, Duration::from_secs(1), || {
         probe(&blocked_via_b, &a.admin_token)
@@ -266,7 +243,9 @@ async fn a_replica_that_loses_redis_asks_the_control_plane_until_it_is_back() {
     let b = Replica::start(&a, &through(&url, relay.addr), &channel).await;
     let (via_a, via_b) = (a.client(), b.client());
 
-    let (token, token_id) = create_token(&a, &via_a).await;
+    let (token, token_id) = via_a
+        .create_token(&a.admin_token, json!({"comment": "replicas"}))
+        .await;
     let accepted = probe(&via_b, &token).await;
     assert_ne!(accepted, StatusCode::UNAUTHORIZED);
 

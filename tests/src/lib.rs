@@ -249,6 +249,32 @@ impl Client {
     pub async fn post(&self, path: &str, token: &str, body: serde_json::Value) -> Reply {
         self.call(Method::POST, path, Some(token), Some(body)).await
     }
+
+    /// Creates a personal access token as the holder of `token` (`body` as for
+    /// `/api/2.0/token/create`); panics unless it succeeds. Returns the value and the id.
+    pub async fn create_token(&self, token: &str, body: serde_json::Value) -> (String, String) {
+        let created = self.post("/api/2.0/token/create", token, body).await;
+        assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+        let value = created.json["token_value"].as_str().expect("token_value");
+        let id = created.json["token_info"]["token_id"]
+            .as_str()
+            .expect("token_id");
+        (value.to_owned(), id.to_owned())
+    }
+
+    /// `PATCH /api/2.0/workspace-conf` with `conf` as the holder of `token`; panics unless it
+    /// succeeds.
+    pub async fn set_workspace_conf(&self, token: &str, conf: serde_json::Value) {
+        let reply = self
+            .call(
+                Method::PATCH,
+                "/api/2.0/workspace-conf",
+                Some(token),
+                Some(conf),
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.text);
+    }
 }
 
 /// A plain-HTTP GET (admin listener, direct upstream calls).
