@@ -32,7 +32,6 @@ mod api;
 mod config;
 mod error;
 mod fanout;
-mod ipnet;
 mod store;
 #[cfg(test)]
 mod test_support;

@@ -20,12 +20,12 @@ use super::extract::{AccountCaller, Actor, JsonBody, PathParams, WorkspaceCaller
 use super::workspace_conf::{self, ENABLE_IP_ACCESS_LISTS};
 use super::AppState;
 use crate::error::ControlError;
-use crate::ipnet::{self, Ipv4Net, ListView};
 use crate::store::ip_lists::{self, IpList, Scope};
 use crate::store::{now_ms, settings};
 use axum::extract::State;
 use axum::Json;
 use lakeward_common::internal::ListType;
+use lakeward_policy::{IpAccessPolicy, IpVerdict, ListKind};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
@@ -117,13 +117,15 @@ fn validate_addresses(entries: Vec<String>) -> Result<Vec<String>, ControlError>
         .into_iter()
         .map(|entry| {
             let trimmed = entry.trim();
-            if Ipv4Net::parse(trimmed).is_some() {
-                Ok(trimmed.to_owned())
-            } else {
-                let shown: String = trimmed.chars().take(60).collect();
-                Err(ControlError::InvalidParameter(format!(
-                    "`ip_addresses` entry `{shown}` is not an IPv4 address or CIDR range"
-                )))
+            // The gateway's own parser: what is accepted here is exactly what it enforces.
+            match lakeward_policy::parse_entry(trimmed) {
+                Ok(_) => Ok(trimmed.to_owned()),
+                Err(_) => {
+                    let shown: String = trimmed.chars().take(60).collect();
+                    Err(ControlError::InvalidParameter(format!(
+                        "`ip_addresses` entry `{shown}` is not an IPv4 address or CIDR range"
+                    )))
+                }
             }
         })
         .collect()
@@ -149,20 +151,26 @@ pub(crate) fn check_lockout(
     if !feature_on {
         return Ok(());
     }
-    let views: Vec<ListView<'_>> = lists
-        .iter()
-        .map(|l| ListView {
-            list_type: l.list_type,
-            enabled: l.enabled,
-            entries: &l.ip_addresses,
-        })
-        .collect();
-    if ipnet::is_allowed(ipnet::parse_client_ip(client_ip), &views) {
-        Ok(())
-    } else {
-        Err(ControlError::InvalidState(format!(
+    // Evaluated with the gateway's own matcher, so the guard predicts exactly what the
+    // gateway will enforce once the change is committed.
+    let enabled = lists.iter().filter(|l| l.enabled).map(|l| {
+        let kind = match l.list_type {
+            ListType::Allow => ListKind::Allow,
+            ListType::Block => ListKind::Block,
+        };
+        (kind, l.ip_addresses.as_slice())
+    });
+    let policy = IpAccessPolicy::compile(enabled)
+        .map_err(|e| ControlError::InvalidParameter(format!("`ip_addresses`: {e}")))?;
+    // An address the gateway could not have sent matches no entry, like a non-IPv4 one.
+    let client = client_ip
+        .parse()
+        .unwrap_or(std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED));
+    match policy.verdict(client) {
+        IpVerdict::Allowed => Ok(()),
+        IpVerdict::Blocked => Err(ControlError::InvalidState(format!(
             "this change would block your current IP address `{client_ip}`"
-        )))
+        ))),
     }
 }
 
@@ -453,4 +461,57 @@ pub(crate) async fn account_delete(
 ) -> Result<Json<Value>, ControlError> {
     let id = params.get("list_id")?;
     change(&state, Scope::Account, &caller.actor(), Change::Delete(id)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(list_type: ListType, enabled: bool, entries: &[&str]) -> IpList {
+        IpList {
+            list_id: "l".into(),
+            scope: Scope::Account,
+            label: "l".into(),
+            list_type,
+            enabled,
+            ip_addresses: entries.iter().map(|e| e.to_string()).collect(),
+            created_at: 0,
+            created_by: 0,
+            updated_at: 0,
+            updated_by: 0,
+        }
+    }
+
+    #[test]
+    fn the_guard_judges_as_the_gateway_enforces() {
+        let blocked = |lists: &[IpList], ip: &str| check_lockout(lists, true, ip).is_err();
+        let block_me = [list(ListType::Block, true, &["10.0.0.0/8"])];
+        assert!(blocked(&block_me, "10.1.2.3"));
+        assert!(!blocked(&block_me, "192.168.0.1"));
+        assert!(blocked(&block_me, "::ffff:10.1.2.3"), "IPv4-mapped is IPv4");
+        assert!(
+            check_lockout(&block_me, false, "10.1.2.3").is_ok(),
+            "feature off: no effect"
+        );
+        let allow_other = [list(ListType::Allow, true, &["192.168.0.0/16"])];
+        assert!(blocked(&allow_other, "10.1.2.3"));
+        assert!(
+            blocked(&allow_other, "::1"),
+            "a non-IPv4 caller matches no allow entry"
+        );
+        // Disabled lists count for nothing; block beats allow.
+        assert!(!blocked(
+            &[list(ListType::Block, false, &["10.0.0.0/8"])],
+            "10.1.2.3"
+        ));
+        let both = [
+            list(ListType::Allow, true, &["10.0.0.0/8"]),
+            list(ListType::Block, true, &["10.1.0.0/16"]),
+        ];
+        assert!(blocked(&both, "10.1.2.3"));
+        assert!(!blocked(&both, "10.2.0.1"));
+        // An enabled allow list with no entries restricts nothing at the gateway, so it locks
+        // no one out here either.
+        assert!(!blocked(&[list(ListType::Allow, true, &[])], "10.1.2.3"));
+    }
 }
