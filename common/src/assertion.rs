@@ -29,6 +29,10 @@ pub const LEEWAY_SECS: u64 = 5;
 pub enum Audience {
     Control,
     Runtime,
+    /// The runtime calling the control plane's data-plane internal API (`crate::data`). A key of
+    /// its own so that what the runtime holds cannot mint assertions the control plane's public
+    /// API would accept.
+    DataPlane,
 }
 
 impl Audience {
@@ -36,6 +40,7 @@ impl Audience {
         match self {
             Audience::Control => "lakeward-control",
             Audience::Runtime => "lakeward-runtime",
+            Audience::DataPlane => "lakeward-control-data-plane",
         }
     }
 }
@@ -48,6 +53,8 @@ pub enum PrincipalKind {
     ServicePrincipal,
     /// The gateway itself, calling the control plane's internal API.
     Gateway,
+    /// The runtime, calling the control plane's data-plane internal API.
+    Runtime,
     /// No caller: routes that need no authentication (`/.well-known/databricks-config`).
     Anonymous,
 }
@@ -264,6 +271,19 @@ impl IdentityClaims {
             auth_method: "internal".into(),
             request_id: request_id.to_owned(),
             client_ip: "127.0.0.1".into(),
+        }
+    }
+}
+
+impl IdentityClaims {
+    /// Claims for the runtime's own calls to the control plane's data-plane internal API,
+    /// carrying the request id of the statement that caused them.
+    pub fn runtime(account_id: &str, request_id: &str) -> Self {
+        IdentityClaims {
+            sub: "runtime".into(),
+            kind: PrincipalKind::Runtime,
+            user_name: "runtime".into(),
+            ..IdentityClaims::gateway(account_id, request_id)
         }
     }
 }

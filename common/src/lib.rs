@@ -13,6 +13,7 @@
 //! of its inputs, so every service can call it on any thread.
 
 pub mod assertion;
+pub mod data;
 pub mod error;
 pub mod internal;
 pub mod token;
