@@ -14,8 +14,9 @@
 //!
 //! Every write bumps the control plane's state version, so the runtime's caches (refreshed by
 //! long-polling [`crate::internal::CHANGES_PATH`]) follow changes made by other replicas.
-//! Errors use the Databricks error body (`error_code`, `message`): `NOT_FOUND`,
-//! `RESOURCE_ALREADY_EXISTS`, `INVALID_PARAMETER_VALUE`.
+//! Errors use the Databricks error body (`error_code`, `message`): 404
+//! `RESOURCE_DOES_NOT_EXIST`, 409 `RESOURCE_ALREADY_EXISTS`, 400 `INVALID_PARAMETER_VALUE`, and
+//! 409 `ABORTED` for a conditional warehouse update that lost.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,7 +109,13 @@ pub struct WarehouseUpdate {
 }
 
 /// The permission levels of a warehouse, weakest first.
-pub const WAREHOUSE_LEVELS: [&str; 5] = ["CAN_VIEW", "CAN_MONITOR", "CAN_USE", "CAN_MANAGE", "IS_OWNER"];
+pub const WAREHOUSE_LEVELS: [&str; 5] = [
+    "CAN_VIEW",
+    "CAN_MONITOR",
+    "CAN_USE",
+    "CAN_MANAGE",
+    "IS_OWNER",
+];
 
 /// The catalog of one workspace. Names are stored lower-case (Unity Catalog names are
 /// case-insensitive).
@@ -257,3 +264,9 @@ pub struct PolicySources {
     /// (file name, text), sorted by name: the `.cedarschema` file and every `.cedar` file.
     pub files: Vec<(String, String)>,
 }
+
+/// Response header by which the runtime tells the gateway what a statement touched, for the
+/// audit record: comma-separated `<Action> <full name>` pairs, e.g.
+/// `SelectTable samples.tpch.lineitem, ModifyTable main.default.trips`. The gateway removes it
+/// before the response leaves.
+pub const TOUCHED_HEADER: &str = "x-lakeward-touched";

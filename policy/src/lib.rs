@@ -9,12 +9,14 @@
 //! depends on no other workspace crate.
 
 mod check;
+mod data;
 mod error;
 mod ip_access;
 mod policy_set;
 mod request;
 
 pub use check::{check, validate_dir, ValidationReport};
+pub use data::{DataAuthzRequest, Securable};
 pub use error::{PolicyError, PolicyWarning};
 pub use ip_access::{parse_entry, IpAccessPolicy, IpVerdict, Ipv4Net, ListKind};
 pub use policy_set::{Decision, PolicyBundle};

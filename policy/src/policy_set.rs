@@ -231,6 +231,10 @@ impl PolicyBundle {
         decision
     }
 
+    pub(crate) fn vocabulary(&self) -> &Vocabulary {
+        &self.inner.vocab
+    }
+
     pub(crate) fn schema(&self) -> &Schema {
         &self.inner.schema
     }

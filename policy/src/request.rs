@@ -96,7 +96,9 @@ pub(crate) struct Vocabulary {
     account_admin: EntityUid,
     /// `CreateToken` → the action's uid and its entity (ancestors already transitively closed
     /// by the schema), for every action in the `Lakeward` namespace.
-    actions: HashMap<String, (EntityUid, Entity)>,
+    pub(crate) actions: HashMap<String, (EntityUid, Entity)>,
+    /// The catalog's entity types, when the schema has them.
+    pub(crate) data: Option<crate::data::DataVocabulary>,
 }
 
 const NAMESPACE: &str = "Lakeward";
@@ -148,6 +150,7 @@ impl Vocabulary {
             workspace_admin: uid(&role, "workspace_admin"),
             account_admin: uid(&role, "account_admin"),
             actions,
+            data: crate::data::DataVocabulary::new(schema),
         };
         vocab.self_check(schema)?;
         Ok(vocab)
@@ -240,7 +243,8 @@ pub(crate) fn build(
         ResourceInput::Caller => principal.clone(),
     };
 
-    let context = context(req, workspace, account)?;
+    let context =
+        Context::from_pairs(context_pairs(req, workspace, account)).map_err(|e| chain(&e))?;
     let request = Request::new(principal, action, resource, context, Some(schema))
         .map_err(|e| format!("request does not conform to the schema: {}", chain(&e)))?;
     // `action in Action::"SelfService"` reads the request action's ancestors from the store;
@@ -253,11 +257,11 @@ pub(crate) fn build(
 }
 
 /// The context `RequestContext` in the schema describes; `Request::new` type-checks it.
-fn context(
+pub(crate) fn context_pairs(
     req: &AuthzRequest,
     workspace: Option<EntityUid>,
     account: EntityUid,
-) -> Result<Context, String> {
+) -> Vec<(String, RestrictedExpression)> {
     let client_ip = match req.client_ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
@@ -283,18 +287,18 @@ fn context(
         "requestTime",
         RestrictedExpression::new_long(req.request_time_unix),
     );
-    Context::from_pairs(pairs).map_err(|e| chain(&e))
+    pairs
 }
 
 /// The non-action entities of one request, and the uids the request refers to.
-struct Built {
-    entities: Vec<Entity>,
-    principal: EntityUid,
-    workspace: Option<EntityUid>,
-    account: EntityUid,
+pub(crate) struct Built {
+    pub(crate) entities: Vec<Entity>,
+    pub(crate) principal: EntityUid,
+    pub(crate) workspace: Option<EntityUid>,
+    pub(crate) account: EntityUid,
 }
 
-fn entities(vocab: &Vocabulary, req: &AuthzRequest) -> Result<Built, String> {
+pub(crate) fn entities(vocab: &Vocabulary, req: &AuthzRequest) -> Result<Built, String> {
     // Accounts and roles have no attributes and no parents, so they appear only as parents:
     // leaving them out of the store changes no decision and saves a share of the per-request
     // transitive closure.

@@ -7,8 +7,10 @@
 //! `cedar`, a request in Cedar syntax for `lakeward_policy::check` (for resources the gateway
 //! never builds, such as another user), whose `context` and `entities` default to the file's
 //! `cedar_base`. `expect.errors` (default false) says whether evaluation errors are expected.
+//! A file with `"kind": "data"` holds `DataAuthzRequest`s (the runtime's per-table questions)
+//! instead of gateway requests.
 
-use lakeward_policy::{check, AuthzRequest, Decision, PolicyBundle};
+use lakeward_policy::{check, AuthzRequest, DataAuthzRequest, Decision, PolicyBundle};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,8 @@ use std::path::{Path, PathBuf};
 struct GoldenFile {
     #[expect(dead_code, reason = "documentation for readers of the JSON")]
     description: String,
+    #[serde(default)]
+    kind: Option<String>,
     base: Value,
     #[serde(default)]
     cedar_base: Option<CedarBase>,
@@ -80,6 +84,11 @@ fn decide(bundle: &PolicyBundle, file: &GoldenFile, case: &Case) -> Result<Decis
         (Some(patch), None) => {
             let mut request = file.base.clone();
             merge(&mut request, patch);
+            if file.kind.as_deref() == Some("data") {
+                let request: DataAuthzRequest =
+                    serde_json::from_value(request).map_err(|e| format!("bad request: {e}"))?;
+                return Ok(bundle.authorize_data(&request));
+            }
             let request: AuthzRequest =
                 serde_json::from_value(request).map_err(|e| format!("bad request: {e}"))?;
             Ok(bundle.authorize(&request))

@@ -50,6 +50,37 @@ pub(crate) struct AuditRecord<'a> {
     pub policy_version: Option<&'a str>,
     pub auth_method: Option<&'static str>,
     pub token_id: Option<&'a str>,
+    /// What a statement read, wrote, created, dropped or granted on, as the runtime authorized
+    /// it: `[{"action": "SelectTable", "securable": "samples.tpch.lineitem"}]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub touched: Vec<Touched<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Touched<'a> {
+    pub action: &'a str,
+    pub securable: &'a str,
+}
+
+/// Parses the runtime's `x-lakeward-touched` value; malformed pairs are kept whole rather than
+/// dropped, so the record never loses what the runtime reported.
+fn touched(header: Option<&str>) -> Vec<Touched<'_>> {
+    header
+        .into_iter()
+        .flat_map(|h| h.split(','))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once(' ') {
+            Some((action, securable)) => Touched {
+                action,
+                securable: securable.trim(),
+            },
+            None => Touched {
+                action: "",
+                securable: pair,
+            },
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]
@@ -130,6 +161,7 @@ pub(crate) fn build<'a>(
         policy_version: ctx.decision.as_ref().map(|d| d.policy_version.as_str()),
         auth_method: principal.map(|p| p.auth_method.as_str()),
         token_id: principal.and_then(|p| p.token_id.as_deref()),
+        touched: touched(ctx.touched.as_deref()),
     }
 }
 
@@ -258,12 +290,22 @@ mod tests {
             policy_version: None,
             auth_method: None,
             token_id: None,
+            touched: touched(Some(
+                "SelectTable samples.tpch.nation, ModifyTable main.default.t",
+            )),
         };
         assert!(sink.write(&record, true).await);
         let text = std::fs::read_to_string(dir.path().join("audit-2023-11-14.jsonl")).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(parsed["sourceIPAddress"], "127.0.0.1");
         assert_eq!(parsed["response"]["statusCode"], 200);
+        assert_eq!(
+            parsed["touched"],
+            serde_json::json!([
+                {"action": "SelectTable", "securable": "samples.tpch.nation"},
+                {"action": "ModifyTable", "securable": "main.default.t"}
+            ])
+        );
         assert!(sink.write(&record, false).await);
         assert!(sink.flush().await);
         drop(sink);

@@ -92,8 +92,10 @@ fn authz_request(ctx: &RequestCtx, route: &Route) -> Option<AuthzRequest> {
     let kind = match record.kind {
         AssertedKind::User => PrincipalKind::User,
         AssertedKind::ServicePrincipal => PrincipalKind::ServicePrincipal,
-        // The gateway's own kind never comes from outside; treat it as no one.
-        AssertedKind::Anonymous | AssertedKind::Gateway => PrincipalKind::Anonymous,
+        // Service kinds never come from outside; treat them as no one.
+        AssertedKind::Anonymous | AssertedKind::Gateway | AssertedKind::Runtime => {
+            PrincipalKind::Anonymous
+        }
     };
     Some(AuthzRequest {
         principal: PrincipalInput {
@@ -130,7 +132,9 @@ fn describe(principal: Option<&Principal>) -> String {
         Some(p) => match p.record.kind {
             AssertedKind::User => format!("User {}", p.record.user_name),
             AssertedKind::ServicePrincipal => format!("Service principal {}", p.record.user_name),
-            AssertedKind::Anonymous | AssertedKind::Gateway => "Anonymous caller".to_owned(),
+            AssertedKind::Anonymous | AssertedKind::Gateway | AssertedKind::Runtime => {
+                "Anonymous caller".to_owned()
+            }
         },
         None => "Caller".to_owned(),
     }

@@ -172,6 +172,8 @@ pub(crate) struct RequestCtx {
     pub decision: Option<DecisionInfo>,
     /// Time spent waiting for the upstream's response head.
     pub upstream_elapsed: Option<Duration>,
+    /// What the runtime said a statement touched (`<Action> <full name>` pairs), for audit.
+    pub touched: Option<String>,
     /// Close the connection after this response (HTTP/1 framing could not be trusted).
     pub close_connection: bool,
 }
@@ -206,6 +208,7 @@ impl RequestCtx {
             principal: None,
             decision: None,
             upstream_elapsed: None,
+            touched: None,
             close_connection: false,
         }
     }

@@ -15,6 +15,7 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, Version};
 use http_body_util::{BodyExt, Full};
 use lakeward_common::assertion::{IdentityClaims, IDENTITY_HEADER};
+use lakeward_common::data::TOUCHED_HEADER;
 use lakeward_common::internal::STATE_VERSION_HEADER;
 use prometheus::Histogram;
 use std::sync::Arc;
@@ -170,6 +171,14 @@ async fn forward(
         }
     }
     let (mut head, body) = response.into_parts();
+    if route.upstream == Upstream::Runtime {
+        // Read before `sanitize` drops the trusted namespace: the client never sees it.
+        ctx.touched = head
+            .headers
+            .get(TOUCHED_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
     sanitize(&mut head.headers);
     Ok(Response::from_parts(head, body.boxed()))
 }

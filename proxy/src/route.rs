@@ -105,6 +105,24 @@ pub(crate) fn lookup(method: &Method, segments: &[&str]) -> Option<Route> {
         }),
         ["api", "2.0", "accounts", _account, rest @ ..] => account(m, rest),
         ["api", "2.0", rest @ ..] => workspace(m, rest),
+        // Unity Catalog grants: the runtime decides them with the same policies as SQL GRANT.
+        ["api", "2.1", "unity-catalog", "permissions", _type, _name] => match m {
+            "GET" => Some(r(
+                "GetGrants",
+                W,
+                Upstream::Runtime,
+                "unityCatalog",
+                "getPermissions",
+            )),
+            "PATCH" => Some(r(
+                "UpdateGrants",
+                W,
+                Upstream::Runtime,
+                "unityCatalog",
+                "updatePermissions",
+            )),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -159,6 +177,23 @@ fn workspace(m: &str, rest: &[&str]) -> Option<Route> {
                 Control,
                 "accounts",
                 "changeTokenPermissions",
+            ),
+            _ => return None,
+        },
+        (_, ["permissions", "warehouses", _id, tail @ ..]) => match (m, tail) {
+            ("GET", [] | ["permissionLevels"]) => r(
+                "GetWarehousePermissions",
+                W,
+                Control,
+                "databrickssql",
+                "getWarehousePermissions",
+            ),
+            ("PUT" | "PATCH", []) => r(
+                "SetWarehousePermissions",
+                W,
+                Control,
+                "databrickssql",
+                "changeWarehousePermissions",
             ),
             _ => return None,
         },

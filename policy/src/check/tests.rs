@@ -127,7 +127,7 @@ fn resource_type_must_fit_the_action() {
 #[test]
 fn validate_dir_summarizes() {
     let report = validate_dir(&deploy_dir()).unwrap();
-    assert_eq!(report.policy_count, 6);
+    assert_eq!(report.policy_count, 12);
     assert_eq!(report.version, bundle().version());
     assert!(report.warnings.is_empty());
     let missing = validate_dir(&deploy_dir().join("missing")).unwrap_err();

@@ -65,12 +65,18 @@ fn deploy_policies_load_without_warnings() {
             "public-host-metadata",
             "self-service",
             "workspace-admins",
+            "data-plane-members",
+            "uc-select",
+            "uc-modify",
+            "uc-create-table",
+            "uc-create-schema",
+            "uc-owners",
             "account-admins",
             "workspace-assignment",
             "inactive-principals"
         ]
     );
-    assert_eq!(b.policy_count(), 6);
+    assert_eq!(b.policy_count(), 12);
     assert!(b.warnings().is_empty(), "{:?}", b.warnings());
     assert_eq!(b.version().len(), 12);
 }

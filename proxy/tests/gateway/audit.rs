@@ -83,6 +83,39 @@ async fn mutating_calls_are_audited_before_the_response_without_secrets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_audited_with_what_they_touched() {
+    let gw = TestGateway::start().await;
+    let reply = gw
+        .c()
+        .send(
+            Method::POST,
+            "localhost",
+            "/api/2.0/sql/statements",
+            Some(&gw.tokens.alice),
+            &[],
+            Some(serde_json::json!({"statement": "SELECT 1", "warehouse_id": "w"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply
+            .headers
+            .get(lakeward_common::data::TOUCHED_HEADER)
+            .is_none(),
+        "the runtime's report is for the audit log, not the client"
+    );
+    let record = gw.audit_record(&reply.request_id()).await;
+    assert_eq!(record["actionName"], "executeStatement");
+    assert_eq!(
+        record["touched"],
+        serde_json::json!([
+            {"action": "SelectTable", "securable": "samples.tpch.nation"},
+            {"action": "ModifyTable", "securable": "main.default.t"}
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_are_audited() {
     let gw = TestGateway::start().await;
     let c = gw.c();

@@ -30,13 +30,33 @@ async fn policies_allow_and_deny() {
         .get("localhost", "/api/2.0/preview/scim/v2/Me", Some(&t.bob))
         .await;
     assert_eq!(reply.status, StatusCode::OK);
-    // Data access needs the admin role by default.
+    // Every member reaches the data plane (warehouse permissions and table grants decide
+    // there); creating a warehouse needs the admin role.
     let reply = c
         .get("localhost", "/api/2.0/sql/warehouses", Some(&t.bob))
         .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let create = serde_json::json!({"name": "w", "cluster_size": "Small"});
+    let reply = c
+        .send(
+            Method::POST,
+            "localhost",
+            "/api/2.0/sql/warehouses",
+            Some(&t.bob),
+            &[],
+            Some(create.clone()),
+        )
+        .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
     let reply = c
-        .get("localhost", "/api/2.0/sql/warehouses", Some(&t.alice))
+        .send(
+            Method::POST,
+            "localhost",
+            "/api/2.0/sql/warehouses",
+            Some(&t.alice),
+            &[],
+            Some(create),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
 
@@ -69,8 +89,14 @@ async fn policies_allow_and_deny() {
         "only groups of the workspace addressed"
     );
     let runtime = gw.runtime.received();
-    assert_eq!(runtime.len(), 1);
-    assert_eq!(runtime[0].claims.as_ref().unwrap().aud, "lakeward-runtime");
+    assert_eq!(
+        runtime.len(),
+        2,
+        "bob's list and alice's create; bob's create never left"
+    );
+    assert!(runtime
+        .iter()
+        .all(|r| r.claims.as_ref().unwrap().aud == "lakeward-runtime"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,7 +67,7 @@ async fn wait_for_feed(gw: &TestGateway, healthy: f64, within: Duration) {
 /// A call answered by the runtime: nothing in its answer speaks of the control plane's state.
 async fn probe(gw: &TestGateway, token: &str) -> StatusCode {
     gw.c()
-        .get("localhost", "/api/2.0/sql/warehouses", Some(token))
+        .get("localhost", "/api/2.0/token-management/tokens", Some(token))
         .await
         .status
 }
@@ -137,7 +137,7 @@ async fn a_lost_feed_trusts_no_cache_until_resynchronised() {
     let gw = start(&through(&url, relay.addr), &channel).await;
     let (alice, bob) = (gw.tokens.alice.clone(), gw.tokens.bob.clone());
     assert_eq!(probe(&gw, &alice).await, StatusCode::OK);
-    // bob authenticates, then may not list warehouses.
+    // bob authenticates, then may not list everyone's tokens.
     assert_eq!(probe(&gw, &bob).await, StatusCode::FORBIDDEN);
 
     relay.cut();
@@ -162,7 +162,7 @@ async fn a_lost_feed_trusts_no_cache_until_resynchronised() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let reply = gw
         .c()
-        .get("localhost", "/api/2.0/sql/warehouses", Some(&bob))
+        .get("localhost", "/api/2.0/token-management/tokens", Some(&bob))
         .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
     assert_eq!(
@@ -191,7 +191,7 @@ async fn a_lost_feed_trusts_no_cache_until_resynchronised() {
     // (before the caches are trusted again) accounts for the last one.
     let reply = gw
         .c()
-        .get("localhost", "/api/2.0/sql/warehouses", Some(&bob))
+        .get("localhost", "/api/2.0/token-management/tokens", Some(&bob))
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN, "{:?}", reply.body);
     assert!(

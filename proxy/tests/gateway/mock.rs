@@ -304,10 +304,19 @@ pub async fn runtime(key: AssertionKey) -> MockServer {
             if rec.path.ends_with("/statements/slow") {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
-            json(
+            let mut response = json(
                 StatusCode::OK,
                 serde_json::json!({"upstream": "runtime", "path": rec.path}).to_string(),
-            )
+            );
+            if rec.path == "/api/2.0/sql/statements" {
+                response.headers_mut().insert(
+                    lakeward_common::data::TOUCHED_HEADER,
+                    "SelectTable samples.tpch.nation, ModifyTable main.default.t"
+                        .parse()
+                        .unwrap(),
+                );
+            }
+            response
         })
     });
     MockServer::start(Some(key), handler).await
