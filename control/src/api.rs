@@ -2,12 +2,13 @@
 //!
 //! A request's life: [`authenticate`] verifies the identity assertion (401 and nothing else
 //! when it does not) and stores the claims in the request's extensions; the route's
-//! extractors ([`extract`]) turn them into a caller (a workspace member, an account admin, or
-//! the gateway), refusing what the caller may not reach; the handler runs, with any write in
+//! extractors ([`extract`]) turn them into a caller (a workspace member, an account admin, the
+//! gateway, or the runtime on the data-plane routes), refusing what the caller may not reach; the handler runs, with any write in
 //! one store transaction; on the way out [`authenticate`] stamps the store's state version on
 //! the response, whatever it is (errors and 404s included).
 
 mod account_settings;
+mod data;
 mod extract;
 mod internal;
 mod ip_lists;
@@ -24,14 +25,16 @@ mod tests;
 use crate::config::Config;
 use crate::error::ControlError;
 use crate::store::{self, Store};
+use crate::ControlKeys;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::Router;
-use extract::Caller;
-use lakeward_common::assertion::{AssertionKey, IDENTITY_HEADER};
+use extract::{Caller, RuntimeAssertion};
+use lakeward_common::assertion::{IdentityClaims, PrincipalKind, IDENTITY_HEADER};
+use lakeward_common::data as data_wire;
 use lakeward_common::internal::{self as wire, STATE_VERSION_HEADER};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
@@ -46,7 +49,7 @@ pub(crate) struct AppState {
 #[derive(Debug)]
 struct Inner {
     store: Arc<Store>,
-    key: AssertionKey,
+    keys: ControlKeys,
     config: Config,
     /// The account id never changes once bootstrapped, so it is read once.
     account: OnceLock<store::accounts::Account>,
@@ -55,11 +58,11 @@ struct Inner {
 }
 
 impl AppState {
-    pub(crate) fn new(store: Arc<Store>, key: AssertionKey, config: Config) -> AppState {
+    pub(crate) fn new(store: Arc<Store>, keys: ControlKeys, config: Config) -> AppState {
         AppState {
             inner: Arc::new(Inner {
                 store,
-                key,
+                keys,
                 config,
                 account: OnceLock::new(),
                 shutdown: watch::channel(false).0,
@@ -98,8 +101,8 @@ impl AppState {
     }
 }
 
-/// The route table. Paths follow Databricks' (reference sections 2.1-2.5, 2.13-2.15) and
-/// `lakeward_common::internal`.
+/// The route table. Paths follow Databricks' (reference sections 2.1-2.5, 2.13-2.15),
+/// `lakeward_common::internal` and `lakeward_common::data`.
 pub(crate) fn router(state: AppState) -> Router {
     let accounts = "/api/2.0/accounts/{account_id}";
     Router::new()
@@ -201,6 +204,16 @@ pub(crate) fn router(state: AppState) -> Router {
             get(permissions::token_levels),
         )
         .route(
+            "/api/2.0/permissions/warehouses/{warehouse_id}",
+            get(permissions::get_warehouse)
+                .put(permissions::set_warehouse)
+                .patch(permissions::update_warehouse),
+        )
+        .route(
+            "/api/2.0/permissions/warehouses/{warehouse_id}/permissionLevels",
+            get(permissions::warehouse_levels),
+        )
+        .route(
             "/api/2.0/permissions/{object_type}/{object_id}",
             get(permissions::get_object)
                 .put(permissions::set_object)
@@ -263,6 +276,18 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route(wire::CHANGES_PATH, get(internal::changes))
         .route(wire::READY_PATH, get(internal::ready))
+        // The runtime's internal API (`lakeward_common::data`).
+        .route(data_wire::CATALOG_PATH, get(data::catalog))
+        .route(data_wire::CATALOG_CHANGE_PATH, post(data::change_catalog))
+        .route(
+            data_wire::WAREHOUSES_PATH,
+            get(data::list_warehouses).post(data::create_warehouse),
+        )
+        .route(
+            &format!("{}{{warehouse_id}}", data_wire::WAREHOUSE_PATH_PREFIX),
+            get(data::get_warehouse).put(data::update_warehouse),
+        )
+        .route(data_wire::POLICIES_PATH, get(data::policies))
         .fallback(no_route)
         // A known path with another method is as unknown to the client as any other path
         // (and says nothing about which internal routes exist).
@@ -280,6 +305,39 @@ async fn no_route(method: Method, uri: Uri) -> ControlError {
     ControlError::EndpointNotFound(format!("no API found for `{method} {path}`"))
 }
 
+/// Whose key an assertion verified with.
+enum Verified {
+    /// The gateway's: a user, service principal or the gateway itself.
+    Control(IdentityClaims),
+    /// The runtime's, on the data-plane internal API only.
+    DataPlane(IdentityClaims),
+}
+
+/// Verifies `text` with the control key, then with the data-plane key. A data-plane assertion
+/// must name the runtime: that key is for nothing else.
+fn verify(state: &AppState, text: &str) -> Result<Verified, String> {
+    let keys = &state.inner.keys;
+    match keys.control.verify(text) {
+        Ok(claims) => Ok(Verified::Control(claims)),
+        Err(control_err) => match keys.data_plane.verify(text) {
+            Ok(claims) if claims.kind == PrincipalKind::Runtime => Ok(Verified::DataPlane(claims)),
+            Ok(_) => Err(
+                "identity assertion invalid: the data-plane key signs for the runtime only".into(),
+            ),
+            // The control key's reason: most callers are the gateway's.
+            Err(_) => Err(control_err.to_string()),
+        },
+    }
+}
+
+/// Whether the runtime may reach `path`: the data-plane routes, and the principal resolution
+/// and change feed it shares with the gateway.
+fn runtime_route(path: &str) -> bool {
+    path.starts_with("/internal/v1/data/")
+        || path == wire::RESOLVE_PRINCIPAL_PATH
+        || path == wire::CHANGES_PATH
+}
+
 /// Verifies the identity assertion, runs the request, and stamps the state version.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let verified = match request.headers().get(IDENTITY_HEADER) {
@@ -287,10 +345,13 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         Some(value) => value
             .to_str()
             .map_err(|_| "identity assertion invalid".to_owned())
-            .and_then(|text| state.inner.key.verify(text).map_err(|e| e.to_string())),
+            .and_then(|text| verify(&state, text)),
     };
     let mut response = match verified {
-        Ok(claims) => {
+        Ok(verified) => {
+            let claims = match &verified {
+                Verified::Control(claims) | Verified::DataPlane(claims) => claims,
+            };
             let span = tracing::info_span!(
                 "control_request",
                 method = %request.method(),
@@ -298,8 +359,24 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
                 request_id = %claims.request_id,
                 principal = %claims.sub,
             );
-            request.extensions_mut().insert(Caller(Arc::new(claims)));
-            next.run(request).instrument(span).await
+            // A data-plane assertion is kept apart from `Caller`, so that no extractor written
+            // for the gateway's callers can mistake the runtime for one of them, and it goes no
+            // further than the runtime's routes whatever a handler extracts.
+            match verified {
+                Verified::Control(claims) => {
+                    request.extensions_mut().insert(Caller(Arc::new(claims)));
+                    next.run(request).instrument(span).await
+                }
+                Verified::DataPlane(claims) if runtime_route(request.uri().path()) => {
+                    request
+                        .extensions_mut()
+                        .insert(RuntimeAssertion(Arc::new(claims)));
+                    next.run(request).instrument(span).await
+                }
+                Verified::DataPlane(_) => no_route(request.method().clone(), request.uri().clone())
+                    .await
+                    .into_response(),
+            }
         }
         Err(reason) => {
             tracing::info!(%reason, path = %request.uri().path(), "unauthenticated request refused");

@@ -2,6 +2,7 @@
 //! whole by [`Config::validate`] so that an operator sees every problem at once.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Configuration of the control plane (the `[control]` table of the Lakeward config file).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +36,12 @@ pub struct Config {
     /// same one (`gateway.redis_channel`). Deployments sharing one Redis server each need their own
     /// channel, so that one's versions never reach the other's gateways.
     pub redis_channel: String,
+    /// The Cedar policy directory the gateway decides with, served to the runtime
+    /// ([`lakeward_common::data::POLICIES_PATH`]) so that it decides table access with the same
+    /// set. Not read from the config file: the binary sets it to the gateway's directory, so
+    /// the two cannot disagree. `None` answers that route with 404.
+    #[serde(skip)]
+    pub policy_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -48,6 +55,7 @@ impl Default for Config {
             changes_poll_interval_ms: 500,
             redis_url: None,
             redis_channel: lakeward_common::internal::STATE_VERSION_CHANNEL.to_owned(),
+            policy_dir: None,
         }
     }
 }
@@ -153,6 +161,7 @@ mod tests {
             changes_poll_interval_ms: 1,
             redis_url: Some("http://:secret@localhost".into()),
             redis_channel: String::new(),
+            policy_dir: None,
         };
         let problems = config.validate().unwrap_err();
         assert_eq!(problems.len(), 8, "{problems:?}");
@@ -181,6 +190,9 @@ mod tests {
     #[test]
     fn unknown_fields_are_refused() {
         let parsed: Result<Config, _> = serde_json::from_str(r#"{"max_conections": 3}"#);
+        assert!(parsed.is_err());
+        // The policy directory comes from the gateway's section, never from this one.
+        let parsed: Result<Config, _> = serde_json::from_str(r#"{"policy_dir": "/etc"}"#);
         assert!(parsed.is_err());
         let parsed: Config = serde_json::from_str(r#"{"max_connections": 3}"#).unwrap();
         assert_eq!(parsed.max_connections, 3);

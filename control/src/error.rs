@@ -38,6 +38,10 @@ pub enum ControlError {
     /// A resource with this name already exists (409 `RESOURCE_ALREADY_EXISTS`).
     #[error("{0}")]
     AlreadyExists(String),
+    /// A conditional update found the resource changed since the caller read it (409
+    /// `ABORTED`).
+    #[error("{0}")]
+    Aborted(String),
     /// The store cannot be reached right now (503 `TEMPORARILY_UNAVAILABLE`).
     #[error("{0}")]
     Unavailable(String),
@@ -62,6 +66,7 @@ impl ControlError {
             ControlError::NotFound(m) => (ErrorCode::ResourceDoesNotExist, m.as_str()),
             ControlError::EndpointNotFound(m) => (ErrorCode::EndpointNotFound, m.as_str()),
             ControlError::AlreadyExists(m) => (ErrorCode::ResourceAlreadyExists, m.as_str()),
+            ControlError::Aborted(m) => (ErrorCode::Aborted, m.as_str()),
             ControlError::Unavailable(m) => (ErrorCode::TemporarilyUnavailable, m.as_str()),
             // A safety net: a name taken by a concurrent writer is a conflict, not a crash.
             ControlError::Store(_) if self.is_unique_violation() => (
@@ -142,6 +147,7 @@ mod tests {
                 409,
                 "RESOURCE_ALREADY_EXISTS",
             ),
+            (ControlError::Aborted("x".into()), 409, "ABORTED"),
         ];
         for (err, status, code) in cases {
             let api = err.to_api_error();

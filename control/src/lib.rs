@@ -1,8 +1,12 @@
 //! The Lakeward control plane: the Databricks-style account and workspace administration API
 //! (workspaces, personal access tokens, IP access lists, workspace-conf, SCIM users, service
-//! principals and groups, the current user) and the internal API the gateway uses to
-//! authenticate callers and admit requests (token and principal resolution, a snapshot of
-//! workspaces and IP access lists, a change feed).
+//! principals and groups, the current user, warehouse permissions) and the internal API the
+//! gateway uses to authenticate callers and admit requests (token and principal resolution, a
+//! snapshot of workspaces and IP access lists, a change feed).
+//!
+//! It is also the data plane's system of record ([`lakeward_common::data`]): SQL warehouses and
+//! the lake's catalog, which the runtime reads and writes with assertions verified with a key
+//! of their own ([`ControlKeys::data_plane`]), accepted on those routes only.
 //!
 //! It listens on loopback, in plain HTTP, behind the gateway (`proxy`). The gateway
 //! authenticates and authorizes every call and adds a signed identity assertion
@@ -59,6 +63,23 @@ pub struct Bootstrap {
     pub admin_token: Option<String>,
 }
 
+/// The assertion keys the control plane verifies with.
+#[derive(Clone)]
+pub struct ControlKeys {
+    /// [`Audience::Control`]: the gateway's assertions, for the public API and the gateway's
+    /// internal API.
+    pub control: AssertionKey,
+    /// [`Audience::DataPlane`]: the runtime's assertions, accepted only on the data-plane
+    /// internal API ([`lakeward_common::data`]) and the two gateway routes the runtime shares.
+    pub data_plane: AssertionKey,
+}
+
+impl std::fmt::Debug for ControlKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlKeys(..)")
+    }
+}
+
 /// An open control plane: its store and the HTTP API over it.
 #[derive(Debug)]
 pub struct ControlPlane {
@@ -67,14 +88,14 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Validates `config`, opens the store (creating the SQLite file in `data_dir` when no
-    /// database URL is configured) and applies migrations. `key` must be the control plane's
-    /// assertion key ([`Audience::Control`]).
+    /// database URL is configured) and applies migrations. `keys` must hold the assertion keys
+    /// of the control and data-plane audiences.
     pub async fn open(
         config: &Config,
         data_dir: &Path,
-        key: AssertionKey,
+        keys: ControlKeys,
     ) -> anyhow::Result<ControlPlane> {
-        Self::open_with_channel(config, data_dir, key, &config.redis_channel).await
+        Self::open_with_channel(config, data_dir, keys, &config.redis_channel).await
     }
 
     /// [`ControlPlane::open`], publishing versions on `channel` instead of the configured
@@ -82,14 +103,17 @@ impl ControlPlane {
     pub(crate) async fn open_with_channel(
         config: &Config,
         data_dir: &Path,
-        key: AssertionKey,
+        keys: ControlKeys,
         channel: &str,
     ) -> anyhow::Result<ControlPlane> {
         if let Err(problems) = config.validate() {
             anyhow::bail!("invalid control configuration: {}", problems.join("; "));
         }
-        if key.audience() != Audience::Control {
+        if keys.control.audience() != Audience::Control {
             anyhow::bail!("the control plane needs the assertion key of the control audience");
+        }
+        if keys.data_plane.audience() != Audience::DataPlane {
+            anyhow::bail!("the control plane needs the assertion key of the data-plane audience");
         }
         let url = match &config.database_url {
             Some(url) => url.clone(),
@@ -110,7 +134,7 @@ impl ControlPlane {
             tracing::info!(channel, "publishing state versions to Redis");
         }
         Ok(ControlPlane {
-            state: api::AppState::new(Arc::new(store), key, config.clone()),
+            state: api::AppState::new(Arc::new(store), keys, config.clone()),
         })
     }
 

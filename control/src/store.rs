@@ -16,12 +16,14 @@
 //! query serves a plain read and a step inside a write transaction.
 
 pub(crate) mod accounts;
+pub(crate) mod catalog;
 pub(crate) mod ip_lists;
 mod migrations;
 pub(crate) mod permissions;
 pub(crate) mod principals;
 pub(crate) mod settings;
 pub(crate) mod tokens;
+pub(crate) mod warehouses;
 pub(crate) mod workspaces;
 
 #[cfg(test)]
@@ -211,6 +213,12 @@ impl WriteTx<'_> {
     /// The state version this transaction will commit.
     pub(crate) fn version(&self) -> u64 {
         self.version
+    }
+
+    /// Rolls back (the version increment too), at once rather than when the connection is
+    /// next used, so that SQLite's write lock is released now.
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
     }
 
     /// Commits and announces the new version to this process's waiters.

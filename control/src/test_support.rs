@@ -11,7 +11,7 @@
 
 use crate::store::principals::{self, Principal};
 use crate::store::Store;
-use crate::{Bootstrap, Config, ControlPlane};
+use crate::{Bootstrap, Config, ControlKeys, ControlPlane};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
@@ -82,14 +82,19 @@ pub(crate) fn redis_url() -> Option<String> {
 pub(crate) struct TestDb {
     pub(crate) config: Config,
     pub(crate) data_dir: tempfile::TempDir,
+    /// The control audience's key (the gateway's assertions).
     pub(crate) key: AssertionKey,
+    /// The data-plane audience's key (the runtime's assertions).
+    pub(crate) data_key: AssertionKey,
     schema: Option<PgSchema>,
 }
 
 impl TestDb {
     pub(crate) async fn new(db: Db) -> TestDb {
         let data_dir = tempfile::tempdir().unwrap();
-        let key = MasterSecret::generate().key_for(Audience::Control);
+        let master = MasterSecret::generate();
+        let key = master.key_for(Audience::Control);
+        let data_key = master.key_for(Audience::DataPlane);
         let mut config = Config {
             changes_timeout_secs: 2,
             changes_poll_interval_ms: 50,
@@ -107,13 +112,22 @@ impl TestDb {
             config,
             data_dir,
             key,
+            data_key,
             schema,
+        }
+    }
+
+    /// Both keys, as `ControlPlane::open` takes them.
+    pub(crate) fn keys(&self) -> ControlKeys {
+        ControlKeys {
+            control: self.key.clone(),
+            data_plane: self.data_key.clone(),
         }
     }
 
     /// Opens (and migrates) a control plane on this store.
     pub(crate) async fn open(&self) -> ControlPlane {
-        ControlPlane::open(&self.config, self.data_dir.path(), self.key.clone())
+        ControlPlane::open(&self.config, self.data_dir.path(), self.keys())
             .await
             .unwrap()
     }
@@ -121,14 +135,9 @@ impl TestDb {
     /// Opens a control plane that publishes its versions on the Redis `channel`.
     pub(crate) async fn open_publishing(&mut self, redis_url: &str, channel: &str) -> ControlPlane {
         self.config.redis_url = Some(redis_url.to_owned());
-        ControlPlane::open_with_channel(
-            &self.config,
-            self.data_dir.path(),
-            self.key.clone(),
-            channel,
-        )
-        .await
-        .unwrap()
+        ControlPlane::open_with_channel(&self.config, self.data_dir.path(), self.keys(), channel)
+            .await
+            .unwrap()
     }
 
     pub(crate) fn is_postgres(&self) -> bool {
@@ -217,7 +226,8 @@ impl Harness {
         Harness::bootstrap(db, plane).await
     }
 
-    async fn bootstrap(db: TestDb, plane: ControlPlane) -> Harness {
+    /// A harness over a control plane the test opened itself (e.g. with its own config).
+    pub(crate) async fn bootstrap(db: TestDb, plane: ControlPlane) -> Harness {
         let boot = plane.bootstrap("admin@example.com").await.unwrap();
         let router = plane.router();
         let admin = {
@@ -271,6 +281,11 @@ impl Harness {
         IdentityClaims::gateway(&self.boot.account_id, "req-gw")
     }
 
+    /// The runtime's claims (to be signed with the data-plane key: see [`Harness::runtime`]).
+    pub(crate) fn runtime_claims(&self) -> IdentityClaims {
+        IdentityClaims::runtime(&self.boot.account_id, "req-rt")
+    }
+
     /// A new user, a member of the default workspace's `users` group (not admins).
     pub(crate) async fn add_user(&self, user_name: &str) -> Principal {
         self.add_principal(user_name, PrincipalKind::User).await
@@ -319,6 +334,30 @@ impl Harness {
             body.map(|b| b.to_string()),
         )
         .await
+    }
+
+    /// Sends a request with `claims` signed with the data-plane key.
+    pub(crate) async fn call_data_plane(
+        &self,
+        method: Method,
+        path: &str,
+        claims: &IdentityClaims,
+        body: Option<Value>,
+    ) -> Response {
+        let assertion = self.db.data_key.sign(claims.clone()).unwrap();
+        self.call_raw(method, path, Some(&assertion), body.map(|b| b.to_string()))
+            .await
+    }
+
+    /// As the runtime, with the data-plane key.
+    pub(crate) async fn runtime(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        self.call_data_plane(method, path, &self.runtime_claims(), body)
+            .await
     }
 
     /// Sends a request with a raw assertion header value and raw body.

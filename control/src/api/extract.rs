@@ -23,12 +23,68 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ControlError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ControlError::Unauthenticated("identity assertion missing".into()))
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        if parts.extensions.get::<RuntimeAssertion>().is_some() {
+            // The runtime's key opens the data-plane routes only; elsewhere it is told, as
+            // anyone is about routes hidden from them, that there is nothing here.
+            return Err(not_found(parts));
+        }
+        Err(ControlError::Unauthenticated(
+            "identity assertion missing".into(),
+        ))
     }
+}
+
+/// The claims of an assertion verified with the data-plane key (always of kind
+/// [`PrincipalKind::Runtime`]), put in the request's extensions by the middleware instead of a
+/// [`Caller`].
+#[derive(Debug, Clone)]
+pub(crate) struct RuntimeAssertion(pub(crate) Arc<IdentityClaims>);
+
+/// The runtime, calling the data-plane internal API with an assertion verified with the
+/// data-plane key. Anyone else, the gateway included, is told these routes do not exist.
+#[derive(Debug)]
+pub(crate) struct RuntimeCaller;
+
+impl<S: Send + Sync> FromRequestParts<S> for RuntimeCaller {
+    type Rejection = ControlError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<RuntimeAssertion>() {
+            // The middleware admits no other kind with this key; checked again so that the
+            // rule holds here whatever the middleware becomes.
+            Some(RuntimeAssertion(claims)) if claims.kind == PrincipalKind::Runtime => {
+                Ok(RuntimeCaller)
+            }
+            _ => Err(not_found(parts)),
+        }
+    }
+}
+
+/// The gateway or the runtime: the internal routes both use (principal resolution and the
+/// change feed).
+#[derive(Debug)]
+pub(crate) struct InternalCaller;
+
+impl<S: Send + Sync> FromRequestParts<S> for InternalCaller {
+    type Rejection = ControlError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.extensions.get::<RuntimeAssertion>().is_some() {
+            RuntimeCaller::from_request_parts(parts, state).await?;
+        } else {
+            GatewayCaller::from_request_parts(parts, state).await?;
+        }
+        Ok(InternalCaller)
+    }
+}
+
+/// 404 `ENDPOINT_NOT_FOUND` for a route hidden from this caller, worded like an unknown one.
+fn not_found(parts: &Parts) -> ControlError {
+    let path: String = parts.uri.path().chars().take(200).collect();
+    ControlError::EndpointNotFound(format!("no API found for `{} {path}`", parts.method))
 }
 
 /// A user or service principal calling a workspace API: the assertion named a workspace, the
@@ -165,7 +221,8 @@ impl FromRequestParts<AppState> for AccountCaller {
     }
 }
 
-/// The gateway itself. Anyone else is told the internal routes do not exist.
+/// The gateway itself (with the control key). Anyone else is told the internal routes do not
+/// exist.
 #[derive(Debug)]
 pub(crate) struct GatewayCaller;
 
@@ -177,11 +234,7 @@ impl<S: Send + Sync> FromRequestParts<S> for GatewayCaller {
         if claims.kind == PrincipalKind::Gateway {
             Ok(GatewayCaller)
         } else {
-            Err(ControlError::EndpointNotFound(format!(
-                "no API found for `{} {}`",
-                parts.method,
-                parts.uri.path()
-            )))
+            Err(not_found(parts))
         }
     }
 }

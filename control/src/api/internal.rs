@@ -1,7 +1,8 @@
 //! The gateway's internal API (`lakeward_common::internal`). Every handler takes a
-//! [`GatewayCaller`], so any other caller is told these routes do not exist.
+//! [`GatewayCaller`], so any other caller is told these routes do not exist; principal
+//! resolution and the change feed take an [`InternalCaller`], which admits the runtime too.
 
-use super::extract::{GatewayCaller, JsonBody, QueryParams};
+use super::extract::{GatewayCaller, InternalCaller, JsonBody, QueryParams};
 use super::workspace_conf::{self, ENABLE_IP_ACCESS_LISTS, ENABLE_TOKENS_CONFIG};
 use super::AppState;
 use crate::error::ControlError;
@@ -93,10 +94,10 @@ pub(crate) async fn resolve_token(
 }
 
 /// `POST /internal/v1/resolve-principal`: a user by `userName` or a service principal by
-/// application id, with all its groups.
+/// application id, with all its groups. The runtime uses it too.
 pub(crate) async fn resolve_principal(
     State(state): State<AppState>,
-    _gateway: GatewayCaller,
+    _caller: InternalCaller,
     JsonBody(req): JsonBody<ResolvePrincipalRequest>,
 ) -> Result<Json<PrincipalRecord>, ControlError> {
     let mut conn = state.store().conn().await?;
@@ -108,10 +109,11 @@ pub(crate) async fn resolve_principal(
 
 /// `GET /internal/v1/changes?after=N`: answers as soon as the version exceeds `N`, or with the
 /// current version after the configured timeout (or at once when the server shuts down).
-/// Woken by this process's own commits at once, and by other replicas' through polling.
+/// Woken by this process's own commits at once, and by other replicas' through polling. The
+/// runtime long-polls it too, for its caches of warehouses and the catalog.
 pub(crate) async fn changes(
     State(state): State<AppState>,
-    _gateway: GatewayCaller,
+    _caller: InternalCaller,
     query: QueryParams,
 ) -> Result<Json<ChangesResponse>, ControlError> {
     let after = match query.get("after") {

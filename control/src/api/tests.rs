@@ -3,6 +3,7 @@
 
 mod account;
 mod auth;
+mod data;
 mod fanout;
 mod internal;
 mod ip_lists;
@@ -11,4 +12,5 @@ mod permissions;
 mod scim;
 mod scim_account;
 mod tokens;
+mod warehouse_permissions;
 mod workspace_conf;

@@ -127,6 +127,70 @@ pub(super) const MIGRATIONS: &[Migration] = &[
              WHERE id = 1 AND EXISTS (SELECT 1 FROM scim_groups)",
         ],
     },
+    Migration {
+        version: 3,
+        statements: &[
+            // SQL warehouses, as the runtime defines them (`lakeward_common::data`). `spec` is
+            // the API's JSON, stored opaquely; the id is 16 random lowercase hex digits. Their
+            // permissions are rows of `object_permissions` under `warehouses/<id>`.
+            "CREATE TABLE IF NOT EXISTS warehouses (
+                id TEXT PRIMARY KEY,
+                workspace_id BIGINT NOT NULL,
+                spec TEXT NOT NULL,
+                state TEXT NOT NULL,
+                creator_name TEXT NOT NULL,
+                last_activity_ms BIGINT NOT NULL,
+                created_at BIGINT NOT NULL
+            )",
+            "CREATE INDEX IF NOT EXISTS warehouses_by_workspace ON warehouses (workspace_id)",
+            // The lake's catalog, per workspace. Names are stored lower-case (Unity Catalog
+            // names are case-insensitive), so the primary keys also refuse names that differ
+            // only in case.
+            "CREATE TABLE IF NOT EXISTS catalogs (
+                workspace_id BIGINT NOT NULL,
+                name TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                comment TEXT,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (workspace_id, name)
+            )",
+            "CREATE TABLE IF NOT EXISTS catalog_schemas (
+                workspace_id BIGINT NOT NULL,
+                catalog_name TEXT NOT NULL,
+                name TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                comment TEXT,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (workspace_id, catalog_name, name)
+            )",
+            // `columns` and `options` are JSON text (`ColumnRecord`s, a string map).
+            "CREATE TABLE IF NOT EXISTS catalog_tables (
+                workspace_id BIGINT NOT NULL,
+                catalog_name TEXT NOT NULL,
+                schema_name TEXT NOT NULL,
+                name TEXT NOT NULL,
+                owner TEXT NOT NULL,
+                table_type TEXT NOT NULL,
+                format TEXT NOT NULL,
+                location TEXT NOT NULL,
+                columns TEXT NOT NULL,
+                options TEXT NOT NULL,
+                comment TEXT,
+                created_at BIGINT NOT NULL,
+                PRIMARY KEY (workspace_id, catalog_name, schema_name, name)
+            )",
+            // One row per privilege: removing a principal's last one leaves no trace of it.
+            // Principals are named as in SQL (`userName`, application id, group name).
+            "CREATE TABLE IF NOT EXISTS catalog_grants (
+                workspace_id BIGINT NOT NULL,
+                securable_type TEXT NOT NULL,
+                full_name TEXT NOT NULL,
+                principal TEXT NOT NULL,
+                privilege TEXT NOT NULL,
+                PRIMARY KEY (workspace_id, securable_type, full_name, principal, privilege)
+            )",
+        ],
+    },
 ];
 
 /// A fixed key for PostgreSQL's advisory lock, so that replicas starting together migrate one

@@ -1,6 +1,6 @@
-//! Direct permission grants on workspace objects. The only object so far is
-//! `authorization/tokens` (who may use personal access tokens), whose only grantable level is
-//! `CAN_USE`. Workspace admins' `CAN_MANAGE` is implicit and never stored.
+//! Direct permission grants on workspace objects: `authorization/tokens` (who may use personal
+//! access tokens, whose only grantable level is `CAN_USE`) and `warehouses/<id>` (SQL
+//! warehouses). Workspace admins' `CAN_MANAGE` is implicit and never stored.
 
 use super::principals::Group;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
@@ -62,6 +62,25 @@ pub(crate) async fn grant(
     .bind(object_key)
     .bind(grantee_id)
     .bind(level)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the direct grant of `grantee_id` on the object, if any.
+pub(crate) async fn revoke(
+    conn: &mut AnyConnection,
+    workspace_id: i64,
+    object_key: &str,
+    grantee_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM object_permissions
+         WHERE workspace_id = $1 AND object_key = $2 AND grantee_id = $3",
+    )
+    .bind(workspace_id)
+    .bind(object_key)
+    .bind(grantee_id)
     .execute(conn)
     .await?;
     Ok(())

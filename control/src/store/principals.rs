@@ -38,6 +38,16 @@ impl Group {
     }
 }
 
+/// Whether `groups` (a principal's, from [`groups_of`]) make it a member of the workspace: it
+/// is in the workspace's `users` or `admins` group.
+pub(crate) fn in_workspace(groups: &[Group], workspace_id: i64) -> bool {
+    groups.iter().any(|g| {
+        g.workspace_id == Some(workspace_id)
+            && (g.display_name == lakeward_common::internal::USERS_GROUP
+                || g.display_name == lakeward_common::internal::ADMINS_GROUP)
+    })
+}
+
 /// The text form of a group's scope, unique together with its name.
 pub(crate) fn scope_key(workspace_id: Option<i64>) -> String {
     match workspace_id {

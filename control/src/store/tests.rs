@@ -2,9 +2,14 @@
 
 use super::principals::{self, Group};
 use super::workspaces::{self, Workspace, RUNNING};
-use super::{ip_lists, permissions, settings, tokens, Backend, Store};
+use super::{catalog, ip_lists, permissions, settings, tokens, warehouses, Backend, Store};
 use crate::test_support::{both_backends, Db, TestDb};
+use lakeward_common::data::{
+    AclEntry, CatalogRecord, ColumnRecord, SchemaRecord, TableRecord, WarehouseRecord,
+    WarehouseState,
+};
 use lakeward_common::internal::ListType;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 async fn open_store(db: &TestDb) -> Store {
@@ -174,6 +179,18 @@ async fn deleting_a_workspace_deletes_what_it_owns(db: Db) {
     settings::set_workspace_conf(tx.conn(), 42, "k", "v")
         .await
         .unwrap();
+    let warehouse = sample_warehouse(42, "00000000000000aa");
+    warehouses::insert(tx.conn(), &warehouse).await.unwrap();
+    permissions::grant(
+        tx.conn(),
+        42,
+        &warehouses::object_key(&warehouse.id),
+        5,
+        "CAN_MANAGE",
+    )
+    .await
+    .unwrap();
+    fill_catalog(tx.conn(), 42).await;
     tx.commit().await.unwrap();
 
     let mut conn = store.conn().await.unwrap();
@@ -222,10 +239,244 @@ async fn deleting_a_workspace_deletes_what_it_owns(db: Db) {
             .unwrap()
             .is_empty()
     );
+    assert!(warehouses::get(&mut conn, 42, &warehouse.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(catalog::catalogs(&mut conn, 42).await.unwrap().is_empty());
+    assert!(catalog::schemas(&mut conn, 42).await.unwrap().is_empty());
+    assert!(catalog::tables(&mut conn, 42).await.unwrap().is_empty());
+    assert!(catalog::grants(&mut conn, 42).await.unwrap().is_empty());
     assert!(
         principals::get(&mut conn, 5).await.unwrap().is_some(),
         "principals stay"
     );
+}
+
+fn sample_warehouse(workspace_id: i64, id: &str) -> WarehouseRecord {
+    WarehouseRecord {
+        id: id.into(),
+        workspace_id,
+        spec: serde_json::json!({"name": "wh", "cluster_size": "2X-Small", "tags": {"a": "b"}}),
+        state: WarehouseState::Running,
+        creator_name: "u@example.com".into(),
+        last_activity_ms: 1_700_000_000_000,
+        acl: Vec::new(),
+    }
+}
+
+fn table(catalog: &str, schema: &str, name: &str) -> TableRecord {
+    TableRecord {
+        catalog: catalog.into(),
+        schema: schema.into(),
+        name: name.into(),
+        owner: "u@example.com".into(),
+        table_type: "MANAGED".into(),
+        format: "PARQUET".into(),
+        location: format!("{catalog}/{schema}/{name}/"),
+        columns: vec![
+            ColumnRecord {
+                name: "id".into(),
+                data_type: "Int64".into(),
+                nullable: false,
+            },
+            ColumnRecord {
+                name: "price".into(),
+                data_type: "Decimal128(15, 2)".into(),
+                nullable: true,
+            },
+        ],
+        options: BTreeMap::from([("header".to_owned(), "true".to_owned())]),
+        comment: Some("trips".into()),
+    }
+}
+
+/// Catalog `main` with schemas `a_b` and `axb`, a table `t` in each, and grants on all.
+async fn fill_catalog(conn: &mut sqlx::AnyConnection, ws: i64) {
+    let main = CatalogRecord {
+        name: "main".into(),
+        owner: "u@example.com".into(),
+        comment: None,
+    };
+    catalog::insert_catalog(conn, ws, &main).await.unwrap();
+    for schema in ["a_b", "axb"] {
+        let record = SchemaRecord {
+            catalog: "main".into(),
+            name: schema.into(),
+            owner: "u@example.com".into(),
+            comment: Some(format!("schema {schema}")),
+        };
+        catalog::insert_schema(conn, ws, &record).await.unwrap();
+        catalog::insert_table(conn, ws, &table("main", schema, "t"))
+            .await
+            .unwrap();
+        let grants = [
+            (catalog::SCHEMA, format!("main.{schema}"), "USE_SCHEMA"),
+            (catalog::TABLE, format!("main.{schema}.t"), "SELECT"),
+            (catalog::TABLE, format!("main.{schema}.t"), "MODIFY"),
+        ];
+        for (kind, full_name, privilege) in grants {
+            assert!(
+                catalog::add_grant(conn, ws, kind, &full_name, "analysts", privilege)
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    assert!(catalog::add_grant(
+        conn,
+        ws,
+        catalog::CATALOG,
+        "main",
+        "analysts",
+        "USE_CATALOG"
+    )
+    .await
+    .unwrap());
+}
+
+async fn catalog_rows_round_trip_and_cascade(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = open_store(&test_db).await;
+    let mut tx = store.begin_write().await.unwrap();
+    fill_catalog(tx.conn(), 7).await;
+    // Granting twice is no change.
+    assert!(!catalog::add_grant(
+        tx.conn(),
+        7,
+        catalog::CATALOG,
+        "main",
+        "analysts",
+        "USE_CATALOG"
+    )
+    .await
+    .unwrap());
+    tx.commit().await.unwrap();
+
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(catalog::catalogs(&mut conn, 7).await.unwrap().len(), 1);
+    assert!(catalog::catalogs(&mut conn, 8).await.unwrap().is_empty());
+    assert_eq!(catalog::schemas(&mut conn, 7).await.unwrap()[1].name, "axb");
+    let tables = catalog::tables(&mut conn, 7).await.unwrap();
+    assert_eq!(
+        tables,
+        vec![table("main", "a_b", "t"), table("main", "axb", "t")]
+    );
+    let grants = catalog::grants(&mut conn, 7).await.unwrap();
+    assert_eq!(grants.len(), 5, "{grants:?}");
+    let on_table = grants.iter().find(|g| g.full_name == "main.a_b.t").unwrap();
+    assert_eq!(on_table.securable_type, "TABLE");
+    assert_eq!(on_table.privileges, vec!["MODIFY", "SELECT"]);
+    assert_eq!(
+        catalog::count_tables(&mut conn, 7, "main", "a_b")
+            .await
+            .unwrap(),
+        1
+    );
+    drop(conn);
+
+    // Dropping `a_b` takes its table and every grant on either, and nothing of `axb` (a LIKE
+    // pattern `main.a_b.%` would have matched `main.axb.t`).
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(catalog::delete_schema(tx.conn(), 7, "main", "a_b")
+        .await
+        .unwrap());
+    assert!(!catalog::delete_schema(tx.conn(), 7, "main", "a_b")
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(
+        catalog::tables(&mut conn, 7).await.unwrap(),
+        vec![table("main", "axb", "t")]
+    );
+    let names: Vec<String> = catalog::grants(&mut conn, 7)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.full_name)
+        .collect();
+    assert_eq!(names, vec!["main", "main.axb", "main.axb.t"]);
+    drop(conn);
+
+    // Dropping a table takes its grants; replacing one keeps them.
+    let mut tx = store.begin_write().await.unwrap();
+    let mut replaced = table("main", "axb", "t");
+    replaced.format = "CSV".into();
+    replaced.columns.truncate(1);
+    catalog::replace_table(tx.conn(), 7, &replaced)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(catalog::tables(&mut conn, 7).await.unwrap(), vec![replaced]);
+    assert_eq!(catalog::grants(&mut conn, 7).await.unwrap().len(), 3);
+    drop(conn);
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(catalog::delete_table(tx.conn(), 7, "main", "axb", "t")
+        .await
+        .unwrap());
+    assert!(catalog::remove_grant(
+        tx.conn(),
+        7,
+        catalog::SCHEMA,
+        "main.axb",
+        "analysts",
+        "USE_SCHEMA"
+    )
+    .await
+    .unwrap());
+    tx.commit().await.unwrap();
+    let mut conn = store.conn().await.unwrap();
+    assert!(catalog::tables(&mut conn, 7).await.unwrap().is_empty());
+    let left = catalog::grants(&mut conn, 7).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].full_name, "main");
+}
+
+async fn warehouse_rows_round_trip(db: Db) {
+    let test_db = TestDb::new(db).await;
+    let store = open_store(&test_db).await;
+    let id = warehouses::new_id();
+    assert!(warehouses::is_id(&id), "{id}");
+    assert_ne!(id, warehouses::new_id());
+    let mut record = sample_warehouse(7, &id);
+    let mut tx = store.begin_write().await.unwrap();
+    warehouses::insert(tx.conn(), &record).await.unwrap();
+    permissions::grant(tx.conn(), 7, &warehouses::object_key(&id), 5, "CAN_MANAGE")
+        .await
+        .unwrap();
+    assert_eq!(tx.commit().await.unwrap(), 1);
+
+    let mut conn = store.conn().await.unwrap();
+    record.acl = vec![AclEntry {
+        grantee_id: "5".into(),
+        permission_level: "CAN_MANAGE".into(),
+    }];
+    assert_eq!(
+        warehouses::get(&mut conn, 7, &id).await.unwrap(),
+        Some(record.clone())
+    );
+    // Another workspace's id space is its own.
+    assert!(warehouses::get(&mut conn, 8, &id).await.unwrap().is_none());
+    assert_eq!(
+        warehouses::list(&mut conn, 7).await.unwrap(),
+        vec![record.clone()]
+    );
+    drop(conn);
+
+    let mut tx = store.begin_write().await.unwrap();
+    record.state = WarehouseState::Deleted;
+    record.spec = serde_json::json!({"name": "renamed"});
+    record.last_activity_ms += 1;
+    warehouses::update(tx.conn(), &record).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut conn = store.conn().await.unwrap();
+    assert_eq!(
+        warehouses::get(&mut conn, 7, &id).await.unwrap(),
+        Some(record)
+    );
+    assert!(warehouses::list(&mut conn, 7).await.unwrap().is_empty());
 }
 
 /// A store made before token permissions existed gets the default grant (its workspaces'
@@ -300,4 +551,6 @@ both_backends!(
     group_names_are_unique_per_scope,
     deleting_a_workspace_deletes_what_it_owns,
     token_permission_migration_grants_users,
+    catalog_rows_round_trip_and_cascade,
+    warehouse_rows_round_trip,
 );

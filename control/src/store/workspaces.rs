@@ -150,7 +150,8 @@ pub(crate) async fn owns_token(
 }
 
 /// Deletes the workspace and all it owns: tokens, IP access lists, workspace-conf, permission
-/// grants, groups and their memberships. Principals stay (they belong to the account).
+/// grants, warehouses, the catalog, groups and their memberships. Principals stay (they
+/// belong to the account).
 pub(crate) async fn delete(
     conn: &mut AnyConnection,
     workspace_id: i64,
@@ -169,6 +170,8 @@ pub(crate) async fn delete(
         .execute(&mut *conn)
         .await?;
     permissions::delete_workspace(conn, workspace_id).await?;
+    super::warehouses::delete_workspace(conn, workspace_id).await?;
+    super::catalog::delete_workspace(conn, workspace_id).await?;
     sqlx::query(
         "DELETE FROM group_members WHERE group_id IN (SELECT id FROM scim_groups WHERE scope = $1)",
     )

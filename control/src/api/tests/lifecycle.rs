@@ -131,17 +131,34 @@ async fn open_refuses_bad_config_and_wrong_key(db: Db) {
     let test_db = TestDb::new(db).await;
     let mut config = test_db.config.clone();
     config.max_connections = 0;
-    let err = crate::ControlPlane::open(&config, test_db.data_dir.path(), test_db.key.clone())
+    let err = crate::ControlPlane::open(&config, test_db.data_dir.path(), test_db.keys())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("max_connections"), "{err}");
     let runtime_key = lakeward_common::assertion::MasterSecret::generate()
         .key_for(lakeward_common::assertion::Audience::Runtime);
-    assert!(
-        crate::ControlPlane::open(&test_db.config, test_db.data_dir.path(), runtime_key)
-            .await
-            .is_err()
-    );
+    // Each key must be of its own audience, in either place.
+    let swapped = [
+        crate::ControlKeys {
+            control: runtime_key.clone(),
+            data_plane: test_db.data_key.clone(),
+        },
+        crate::ControlKeys {
+            control: test_db.key.clone(),
+            data_plane: runtime_key,
+        },
+        crate::ControlKeys {
+            control: test_db.data_key.clone(),
+            data_plane: test_db.key.clone(),
+        },
+    ];
+    for keys in swapped {
+        assert!(
+            crate::ControlPlane::open(&test_db.config, test_db.data_dir.path(), keys)
+                .await
+                .is_err()
+        );
+    }
 }
 
 both_backends!(
