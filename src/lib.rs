@@ -113,12 +113,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if let Some(token) = &bootstrap.admin_token {
         dir.write_admin_token(token)?;
     }
-    let runtime = lakeward_runtime::Runtime::new(master.key_for(Audience::Runtime));
-
     let control_listener = bind(config.internal.control_listen).await?;
     let runtime_listener = bind(config.internal.runtime_listen).await?;
     let control_addr = control_listener.local_addr()?;
     let runtime_addr = runtime_listener.local_addr()?;
+    let runtime = lakeward_runtime::Runtime::new(lakeward_runtime::RuntimeDeps {
+        key: master.key_for(Audience::Runtime),
+        data_plane_key: master.key_for(Audience::DataPlane),
+        control_url: format!("http://{}", http_authority(control_addr)),
+        data_dir: data_dir.clone(),
+        config: config.runtime.clone(),
+    })
+    .context("cannot start the runtime")?;
 
     let mut gateway_config = config.gateway.clone();
     // Bare paths mean the workspace bootstrap created, not whichever has the lowest id.
@@ -255,7 +261,17 @@ pub async fn start_part(config: Config, role: Role) -> anyhow::Result<RunningPar
             (hint, tokio::spawn(control.serve(listener, stopped(rx))))
         }
         Role::Runtime => {
-            let runtime = lakeward_runtime::Runtime::new(master.key_for(Audience::Runtime));
+            let Some(control_url) = config.upstreams.control_url.clone() else {
+                anyhow::bail!("--role runtime needs upstreams.control_url (the control plane's http://host:port)");
+            };
+            let runtime = lakeward_runtime::Runtime::new(lakeward_runtime::RuntimeDeps {
+                key: master.key_for(Audience::Runtime),
+                data_plane_key: master.key_for(Audience::DataPlane),
+                control_url,
+                data_dir: dir.root().to_path_buf(),
+                config: config.runtime.clone(),
+            })
+            .context("cannot start the runtime")?;
             let listener = bind(config.internal.runtime_listen).await?;
             let hint = format!(
                 "Lakeward runtime listening on http://{}\n",
@@ -334,10 +350,14 @@ async fn open_control(
             .workspace_domain
             .clone_from(&config.gateway.workspace_domain);
     }
+    control_config.policy_dir = Some(gateway_policy_dir(config, dir)?);
     lakeward_control::ControlPlane::open(
         &control_config,
         dir.root(),
-        master.key_for(Audience::Control),
+        lakeward_control::ControlKeys {
+            control: master.key_for(Audience::Control),
+            data_plane: master.key_for(Audience::DataPlane),
+        },
     )
     .await
     .context("cannot open the control plane's store")

@@ -123,6 +123,10 @@ pub const WAREHOUSE_LEVELS: [&str; 5] = [
 pub struct CatalogSnapshot {
     /// The control plane's state version when this was read.
     pub version: u64,
+    /// The workspace's name (policies may read `Workspace::name`; the assertion carries only
+    /// the id).
+    #[serde(default)]
+    pub workspace_name: String,
     pub catalogs: Vec<CatalogRecord>,
     pub schemas: Vec<SchemaRecord>,
     pub tables: Vec<TableRecord>,

@@ -398,7 +398,15 @@ fn each_part_runs_alone_and_they_meet_over_the_network() {
         .next()
         .unwrap()
         .to_owned();
-    let (runtime, lines) = part("runtime", &internal, "Lakeward runtime listening on ");
+    let runtime_config = tmp.path().join("runtime.toml");
+    std::fs::write(
+        &runtime_config,
+        format!(
+            "[internal]\nruntime_listen = \"127.0.0.1:0\"\n[upstreams]\ncontrol_url = \"{control_url}\"\n"
+        ),
+    )
+    .unwrap();
+    let (runtime, lines) = part("runtime", &runtime_config, "Lakeward runtime listening on ");
     let runtime_url = printed(&lines, "Lakeward runtime listening on").to_owned();
 
     let gateway_config = tmp.path().join("gateway.toml");
@@ -419,10 +427,11 @@ fn each_part_runs_alone_and_they_meet_over_the_network() {
     eventually("the gateway to reach the control plane", || {
         status_of(&base, &data_dir, "/api/2.0/preview/scim/v2/Me") == "200"
     });
-    // The runtime answers through the gateway too (its SQL API is not there yet: 501).
+    // The runtime answers through the gateway too, with warehouses it keeps in the control
+    // plane: gateway → runtime → control, each hop over the network.
     assert_eq!(
         status_of(&base, &data_dir, "/api/2.0/sql/warehouses"),
-        "501"
+        "200"
     );
     for child in [gateway, runtime, control] {
         assert_eq!(interrupt_and_wait(child).code(), Some(0));

@@ -55,3 +55,21 @@ async fn control_plane() {
     let lw = TestLakeward::start().await;
     run_python(&lw, "control_plane.py", &[]).await;
 }
+
+#[tokio::test]
+async fn data_plane() {
+    let lw = TestLakeward::start().await;
+    let queries = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/tpch/queries");
+    run_python(
+        &lw,
+        "data_plane.py",
+        &[
+            (
+                "LAKEWARD_LAKE",
+                lw.data_dir().join("lake").display().to_string(),
+            ),
+            ("TPCH_QUERIES", queries.display().to_string()),
+        ],
+    )
+    .await;
+}

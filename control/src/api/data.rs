@@ -55,9 +55,9 @@ fn workspace_param(query: &QueryParams) -> Result<i64, ControlError> {
 async fn require_workspace(
     conn: &mut AnyConnection,
     workspace_id: i64,
-) -> Result<(), ControlError> {
+) -> Result<String, ControlError> {
     match workspaces::get(conn, workspace_id).await? {
-        Some(_) => Ok(()),
+        Some(ws) => Ok(ws.workspace_name),
         None => Err(ControlError::NotFound(format!(
             "workspace `{workspace_id}` does not exist"
         ))),
@@ -103,9 +103,10 @@ pub(crate) async fn catalog(
     let workspace_id = workspace_param(&query)?;
     let mut tx = state.store().begin_read().await?;
     let version = crate::store::read_version(&mut tx).await?;
-    require_workspace(&mut tx, workspace_id).await?;
+    let workspace_name = require_workspace(&mut tx, workspace_id).await?;
     let snapshot = CatalogSnapshot {
         version,
+        workspace_name,
         catalogs: catalog::catalogs(&mut tx, workspace_id).await?,
         schemas: catalog::schemas(&mut tx, workspace_id).await?,
         tables: catalog::tables(&mut tx, workspace_id).await?,

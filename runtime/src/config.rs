@@ -1,0 +1,240 @@
+//! The `[runtime]` section of the configuration file.
+
+use crate::engine::{EngineConfig, S3Config};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The data plane's configuration (its listener is the process's `internal.runtime_listen`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The lake's root: a local directory, or `s3://bucket/prefix`. Unset: `<data_dir>/lake`.
+    pub lake_url: Option<String>,
+    /// The S3-compatible store holding an `s3://` lake.
+    pub s3: Option<S3Settings>,
+    /// Where queries spill when they exceed their memory. Unset: `<data_dir>/spill`.
+    pub spill_dir: Option<PathBuf>,
+    /// Worker threads of the query runtime. Unset: the machine's available cores.
+    pub query_threads: Option<usize>,
+    /// Memory per cluster-size unit (2X-Small = 1 unit, X-Small = 2, Small = 4, ...).
+    pub memory_per_unit_mb: u64,
+    /// The most memory any one warehouse gets, whatever its size.
+    pub max_memory_mb: u64,
+    /// TPC-H scale factor of the `samples` catalog (1.0 is about 1 GB of data).
+    pub samples_scale_factor: f64,
+    /// The size, in bytes of JSON, at which results are split into chunks.
+    pub result_chunk_bytes: usize,
+    /// How long results stay fetchable after a statement ends or was last polled.
+    pub statement_retention_secs: u64,
+    /// How often idle warehouses are checked for auto-stop and old statements closed.
+    pub idle_check_interval_ms: u64,
+    /// The length of the "minute" of `auto_stop_mins`. A test and operations knob: leave it at
+    /// 60000 in production; tests shrink it to see auto-stop happen.
+    pub auto_stop_minute_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            lake_url: None,
+            s3: None,
+            spill_dir: None,
+            query_threads: None,
+            memory_per_unit_mb: 512,
+            max_memory_mb: 8192,
+            samples_scale_factor: 0.01,
+            result_chunk_bytes: 4 * 1024 * 1024,
+            statement_retention_secs: 3600,
+            idle_check_interval_ms: 10_000,
+            auto_stop_minute_ms: 60_000,
+        }
+    }
+}
+
+/// Endpoint, region and credentials of an S3-compatible store.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Plain-HTTP endpoints (a local MinIO) need this.
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret must never reach a log line through `{:?}` of the configuration.
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Every problem at once.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if let Some(url) = &self.lake_url {
+            if url.trim().is_empty() {
+                problems.push("runtime.lake_url: must not be empty when set".to_owned());
+            } else if url.contains("://")
+                && !url.starts_with("s3://")
+                && !url.starts_with("file://")
+            {
+                problems.push(format!(
+                    "runtime.lake_url: `{url}` must be a directory, `file://...` or `s3://bucket/prefix`"
+                ));
+            } else if url.starts_with("s3://") && url.trim_start_matches("s3://").is_empty() {
+                problems.push("runtime.lake_url: `s3://` needs a bucket".to_owned());
+            }
+        }
+        let s3_lake = self
+            .lake_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("s3://"));
+        if self.s3.is_some() && !s3_lake {
+            problems.push("runtime.s3: set only with an `s3://` runtime.lake_url".to_owned());
+        }
+        if let Some(s3) = &self.s3 {
+            if s3.access_key_id.is_some() != s3.secret_access_key.is_some() {
+                problems
+                    .push("runtime.s3: access_key_id and secret_access_key go together".to_owned());
+            }
+        }
+        if self.query_threads == Some(0) {
+            problems.push("runtime.query_threads: must be at least 1 (or unset)".to_owned());
+        }
+        if self.memory_per_unit_mb == 0 {
+            problems.push("runtime.memory_per_unit_mb: must be at least 1".to_owned());
+        }
+        if self.max_memory_mb < self.memory_per_unit_mb {
+            problems.push(
+                "runtime.max_memory_mb: must be at least runtime.memory_per_unit_mb".to_owned(),
+            );
+        }
+        if !(self.samples_scale_factor > 0.0 && self.samples_scale_factor <= 100.0) {
+            problems.push("runtime.samples_scale_factor: must be in (0, 100]".to_owned());
+        }
+        if self.result_chunk_bytes == 0 {
+            problems.push("runtime.result_chunk_bytes: must be at least 1".to_owned());
+        }
+        if self.statement_retention_secs == 0 {
+            problems.push("runtime.statement_retention_secs: must be at least 1".to_owned());
+        }
+        if self.idle_check_interval_ms < 10 {
+            problems.push("runtime.idle_check_interval_ms: must be at least 10".to_owned());
+        }
+        if self.auto_stop_minute_ms == 0 {
+            problems.push("runtime.auto_stop_minute_ms: must be at least 1".to_owned());
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The query runtime's worker count.
+    pub fn query_threads(&self) -> usize {
+        self.query_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(4)
+        })
+    }
+
+    /// What the engine needs, with the data directory's defaults filled in.
+    pub fn engine_config(&self, data_dir: &Path) -> EngineConfig {
+        let lake_url = match &self.lake_url {
+            Some(url) => url
+                .strip_prefix("file://")
+                .map(str::to_owned)
+                .unwrap_or_else(|| url.clone()),
+            None => data_dir.join("lake").display().to_string(),
+        };
+        EngineConfig {
+            lake_url,
+            s3: self.s3.as_ref().map(|s| S3Config {
+                endpoint: s.endpoint.clone(),
+                region: s.region.clone(),
+                access_key_id: s.access_key_id.clone(),
+                secret_access_key: s.secret_access_key.clone(),
+                allow_http: s.allow_http,
+            }),
+            spill_dir: self
+                .spill_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("spill")),
+            cores: self.query_threads(),
+            memory_per_unit_bytes: self.memory_per_unit_mb.saturating_mul(1024 * 1024),
+            max_memory_bytes: self.max_memory_mb.saturating_mul(1024 * 1024),
+            samples_scale_factor: self.samples_scale_factor,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_fill_in_the_data_dir() {
+        let config = Config::default();
+        assert_eq!(config.validate(), Ok(()));
+        let engine = config.engine_config(Path::new("/data"));
+        assert_eq!(engine.lake_url, "/data/lake");
+        assert_eq!(engine.spill_dir, PathBuf::from("/data/spill"));
+        assert_eq!(engine.memory_per_unit_bytes, 512 * 1024 * 1024);
+        assert!(engine.cores >= 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let config: Config = toml_like(
+            r#"{"lake_url":"http://x","s3":{"access_key_id":"a"},"query_threads":0,
+               "memory_per_unit_mb":0,"samples_scale_factor":0,"result_chunk_bytes":0,
+               "statement_retention_secs":0,"idle_check_interval_ms":1,"auto_stop_minute_ms":0}"#,
+        );
+        let problems = config.validate().unwrap_err();
+        for field in [
+            "lake_url",
+            "runtime.s3: set only",
+            "access_key_id and secret_access_key",
+            "query_threads",
+            "memory_per_unit_mb",
+            "samples_scale_factor",
+            "result_chunk_bytes",
+            "statement_retention_secs",
+            "idle_check_interval_ms",
+            "auto_stop_minute_ms",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(field)),
+                "{field} missing from {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_and_secrets_not_printed() {
+        assert!(serde_json::from_str::<Config>(r#"{"lake":"x"}"#).is_err());
+        let config: Config = toml_like(
+            r#"{"lake_url":"s3://b/p","s3":{"access_key_id":"a","secret_access_key":"hunter2"}}"#,
+        );
+        assert_eq!(config.validate(), Ok(()));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    fn toml_like(json: &str) -> Config {
+        serde_json::from_str(json).unwrap()
+    }
+}

@@ -1,0 +1,265 @@
+//! Credential passthrough: every securable a statement touches is decided by the policies for
+//! the caller, with the caller's effective Unity Catalog privileges as facts.
+
+use super::error::{
+    catalog_not_found, internal, schema_not_found, table_not_found, PERMISSION_DENIED,
+};
+use super::{Caller, SqlError, StatementContext, TableAccess};
+use lakeward_common::assertion::PrincipalKind as ClaimKind;
+use lakeward_common::data::CatalogSnapshot;
+use lakeward_policy::{DataAuthzRequest, PrincipalInput, PrincipalKind, Securable};
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+/// The names grants may be made to that denote the caller: its `userName` and the display
+/// names of its groups (of this workspace, or account-level).
+pub(crate) fn caller_names(caller: &Caller) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = caller
+        .principal
+        .groups
+        .iter()
+        .filter(|g| g.workspace_id.is_none() || g.workspace_id == Some(caller.workspace_id))
+        .map(|g| g.display_name.clone())
+        .collect();
+    names.insert(caller.principal.user_name.clone());
+    names.insert(caller.claims.user_name.clone());
+    names
+}
+
+/// A workspace admin sees and may do everything in the workspace's catalog (the baseline
+/// permits them every data action; listings follow suit).
+pub(crate) fn is_admin(caller: &Caller) -> bool {
+    caller.principal.is_workspace_admin(caller.workspace_id)
+}
+
+/// Privileges granted to the caller (or its groups) on the securable or its ancestors, plus
+/// `OWNER` when the caller or one of its groups owns one of them.
+pub(crate) fn effective_privileges(
+    snapshot: &CatalogSnapshot,
+    caller: &Caller,
+    securable: &Securable,
+) -> BTreeSet<String> {
+    let names = caller_names(caller);
+    let mut privileges = BTreeSet::new();
+    for level in securable.lineage() {
+        let full_name = level.full_name();
+        let kind = level.kind();
+        for grant in &snapshot.grants {
+            if grant.securable_type.eq_ignore_ascii_case(kind)
+                && grant.full_name == full_name
+                && names.contains(&grant.principal)
+            {
+                privileges.extend(grant.privileges.iter().map(|p| p.to_ascii_uppercase()));
+            }
+        }
+        if owner_of(snapshot, &level).is_some_and(|owner| names.contains(owner)) {
+            privileges.insert("OWNER".to_owned());
+        }
+    }
+    privileges
+}
+
+pub(crate) fn owner_of<'a>(
+    snapshot: &'a CatalogSnapshot,
+    securable: &Securable,
+) -> Option<&'a str> {
+    match securable {
+        Securable::Catalog { name } => snapshot
+            .catalogs
+            .iter()
+            .find(|c| &c.name == name)
+            .map(|c| c.owner.as_str()),
+        Securable::Schema { catalog, name } => snapshot
+            .schemas
+            .iter()
+            .find(|s| &s.catalog == catalog && &s.name == name)
+            .map(|s| s.owner.as_str()),
+        Securable::Table {
+            catalog,
+            schema,
+            name,
+        } => snapshot
+            .tables
+            .iter()
+            .find(|t| &t.catalog == catalog && &t.schema == schema && &t.name == name)
+            .map(|t| t.owner.as_str()),
+    }
+}
+
+/// `NOT_FOUND` naming the first missing level of the securable.
+pub(crate) fn require_exists(
+    snapshot: &CatalogSnapshot,
+    securable: &Securable,
+) -> Result<(), SqlError> {
+    for level in securable.lineage().into_iter().rev() {
+        if owner_of(snapshot, &level).is_none() {
+            return Err(match level {
+                Securable::Catalog { name } => catalog_not_found(&name),
+                Securable::Schema { .. } => schema_not_found(&level.full_name()),
+                Securable::Table { .. } => table_not_found(&level.full_name()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether a listing shows the securable to the caller.
+pub(crate) fn visible(snapshot: &CatalogSnapshot, caller: &Caller, securable: &Securable) -> bool {
+    if is_admin(caller) {
+        return true;
+    }
+    if !effective_privileges(snapshot, caller, securable).is_empty() {
+        return true;
+    }
+    // A schema or catalog is visible when something inside it is granted to the caller.
+    let names = caller_names(caller);
+    let prefix = format!("{}.", securable.full_name());
+    match securable {
+        Securable::Table { .. } => false,
+        _ => {
+            snapshot
+                .grants
+                .iter()
+                .any(|g| g.full_name.starts_with(&prefix) && names.contains(&g.principal))
+                || snapshot.schemas.iter().any(|s| {
+                    format!("{}.{}", s.catalog, s.name).starts_with(&prefix)
+                        && names.contains(&s.owner)
+                })
+                || snapshot.tables.iter().any(|t| {
+                    format!("{}.{}.{}", t.catalog, t.schema, t.name).starts_with(&prefix)
+                        && names.contains(&t.owner)
+                })
+        }
+    }
+}
+
+/// The privilege a denial names (what the caller would need).
+fn needed(action: &str) -> &'static str {
+    match action {
+        "SelectTable" => "SELECT",
+        "ModifyTable" => "MODIFY",
+        "CreateTable" => "CREATE_TABLE",
+        "CreateSchema" => "CREATE_SCHEMA",
+        "CreateCatalog" => "CREATE_CATALOG",
+        // Dropping and granting belong to owners and holders of MANAGE.
+        _ => "MANAGE",
+    }
+}
+
+/// Asks the policies, statement by statement, and remembers what was allowed.
+pub(crate) struct Authorizer<'a> {
+    ctx: &'a StatementContext,
+    pub(crate) touched: Vec<TableAccess>,
+}
+
+impl<'a> Authorizer<'a> {
+    pub(crate) fn new(ctx: &'a StatementContext) -> Self {
+        Authorizer {
+            ctx,
+            touched: Vec::new(),
+        }
+    }
+
+    /// Allows the action on the securable, or fails with `PERMISSION_DENIED` naming both.
+    /// Anything that stops the request from being built denies (fail closed).
+    pub(crate) fn check(&mut self, action: &str, securable: &Securable) -> Result<(), SqlError> {
+        let access = TableAccess {
+            action: action.to_owned(),
+            securable: securable.clone(),
+        };
+        if self.touched.contains(&access) {
+            return Ok(());
+        }
+        let caller = &self.ctx.caller;
+        let denied = || {
+            SqlError::new(
+                PERMISSION_DENIED,
+                format!(
+                    "User {} does not have {} on {} `{}`",
+                    caller.principal.user_name,
+                    needed(action),
+                    securable.kind().to_ascii_lowercase(),
+                    securable.full_name()
+                ),
+            )
+            .with_sql_state("42501")
+        };
+        let request = match self.request(action, securable) {
+            Ok(request) => request,
+            Err(reason) => {
+                tracing::warn!(%reason, action, securable = %securable.full_name(), "data access denied: request not built");
+                return Err(denied());
+            }
+        };
+        let decision = self.ctx.policies.authorize_data(&request);
+        if !decision.errors.is_empty() {
+            tracing::warn!(errors = ?decision.errors, action, securable = %securable.full_name(), "policy errors on a data request");
+        }
+        if !decision.allowed {
+            return Err(denied());
+        }
+        self.touched.push(access);
+        Ok(())
+    }
+
+    fn request(&self, action: &str, securable: &Securable) -> Result<DataAuthzRequest, String> {
+        let caller = &self.ctx.caller;
+        let claims = &caller.claims;
+        let kind = match claims.kind {
+            ClaimKind::User => PrincipalKind::User,
+            ClaimKind::ServicePrincipal => PrincipalKind::ServicePrincipal,
+            other => return Err(format!("a {other:?} caller has no data access")),
+        };
+        if claims.sub != caller.principal.id {
+            return Err("the assertion and the resolved principal disagree".into());
+        }
+        let ws = caller.workspace_id;
+        let client_ip: IpAddr = claims
+            .client_ip
+            .parse()
+            .map_err(|_| format!("client address `{}` does not parse", claims.client_ip))?;
+        let record = &caller.principal;
+        Ok(DataAuthzRequest {
+            principal: PrincipalInput {
+                kind,
+                id: record.id.clone(),
+                user_name: record.user_name.clone(),
+                active: record.active,
+                groups: record
+                    .groups
+                    .iter()
+                    .filter(|g| g.workspace_id.is_none() || g.workspace_id == Some(ws))
+                    .map(|g| (g.id.clone(), g.display_name.clone()))
+                    .collect(),
+                workspace_admin: record.is_workspace_admin(ws),
+                account_admin: record.is_account_admin(),
+                member_of_workspace: record.is_workspace_member(ws).then_some(ws),
+            },
+            action: action.to_owned(),
+            securable: securable.clone(),
+            privileges: effective_privileges(&self.ctx.snapshot, caller, securable),
+            client_ip,
+            workspace: (ws, caller.workspace_name.clone()),
+            account_id: claims.account_id.clone(),
+            auth_method: claims.auth_method.clone(),
+            token_id: claims.token_id.clone(),
+            request_time_unix: i64::try_from(claims.iat).map_err(|_| "iat overflows".to_owned())?,
+        })
+    }
+}
+
+/// The snapshot must describe the caller's workspace; a mismatch is an engine bug, not a
+/// reason to allow.
+pub(crate) fn check_context(ctx: &StatementContext) -> Result<(), SqlError> {
+    if ctx
+        .caller
+        .claims
+        .workspace_id
+        .is_some_and(|ws| ws != ctx.caller.workspace_id)
+    {
+        return Err(internal(
+            "the caller's workspace and the statement's differ",
+        ));
+    }
+    Ok(())
+}

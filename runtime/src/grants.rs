@@ -1,0 +1,295 @@
+//! Unity Catalog grants: `GET`/`PATCH /api/2.1/unity-catalog/permissions/{type}/{full_name}`,
+//! decided by the same policies as SQL `GRANT`/`REVOKE` and stored by the control plane.
+//!
+//! Reading a securable's grants needs only workspace membership (as in Databricks, where any
+//! user who can see the object can list its grants); changing them needs `ManageGrants`.
+
+use crate::engine::WarehouseSizing;
+use crate::service::{
+    caller, json_response, parse_body, statement_context, CallerCtx, Failure, Shared,
+};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::Extension;
+use lakeward_common::assertion::IdentityClaims;
+use lakeward_common::data::{CatalogChange, CatalogSnapshot, GrantChange};
+use lakeward_common::error::{ApiError, ErrorCode};
+use lakeward_policy::Securable;
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// `catalog`, `schema` or `table` (any case) and a dotted name, as a securable.
+pub fn parse_securable(securable_type: &str, full_name: &str) -> Result<Securable, ApiError> {
+    let parts: Vec<String> = full_name.split('.').map(str::to_lowercase).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(ApiError::invalid_parameter(format!(
+            "`{full_name}` is not a valid full name"
+        )));
+    }
+    let wrong = |n: usize| {
+        ApiError::invalid_parameter(format!(
+            "a {} full name has {n} part(s), not `{full_name}`",
+            securable_type.to_lowercase()
+        ))
+    };
+    match (
+        securable_type.to_ascii_uppercase().as_str(),
+        parts.as_slice(),
+    ) {
+        ("CATALOG", [name]) => Ok(Securable::Catalog { name: name.clone() }),
+        ("CATALOG", _) => Err(wrong(1)),
+        ("SCHEMA", [catalog, name]) => Ok(Securable::Schema {
+            catalog: catalog.clone(),
+            name: name.clone(),
+        }),
+        ("SCHEMA", _) => Err(wrong(2)),
+        ("TABLE", [catalog, schema, name]) => Ok(Securable::Table {
+            catalog: catalog.clone(),
+            schema: schema.clone(),
+            name: name.clone(),
+        }),
+        ("TABLE", _) => Err(wrong(3)),
+        _ => Err(ApiError::invalid_parameter(format!(
+            "securable type `{securable_type}` is not supported: catalog, schema or table"
+        ))),
+    }
+}
+
+fn exists(snapshot: &CatalogSnapshot, securable: &Securable) -> bool {
+    match securable {
+        Securable::Catalog { name } => snapshot.catalogs.iter().any(|c| c.name == *name),
+        Securable::Schema { catalog, name } => snapshot
+            .schemas
+            .iter()
+            .any(|s| s.catalog == *catalog && s.name == *name),
+        Securable::Table {
+            catalog,
+            schema,
+            name,
+        } => snapshot
+            .tables
+            .iter()
+            .any(|t| t.catalog == *catalog && t.schema == *schema && t.name == *name),
+    }
+}
+
+/// The direct grants on a securable, one assignment per principal, sorted.
+pub fn assignments(
+    snapshot: &CatalogSnapshot,
+    securable: &Securable,
+    principal: Option<&str>,
+) -> Value {
+    let full_name = securable.full_name();
+    let mut by_principal: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for grant in &snapshot.grants {
+        if grant.securable_type.eq_ignore_ascii_case(securable.kind())
+            && grant.full_name == full_name
+            && principal.is_none_or(|p| p == grant.principal)
+        {
+            by_principal
+                .entry(&grant.principal)
+                .or_default()
+                .extend(grant.privileges.iter().map(String::as_str));
+        }
+    }
+    let list: Vec<Value> = by_principal
+        .into_iter()
+        .filter(|(_, privileges)| !privileges.is_empty())
+        .map(|(principal, privileges)| json!({"principal": principal, "privileges": privileges}))
+        .collect();
+    json!({ "privilege_assignments": list })
+}
+
+async fn existing(
+    shared: &Shared,
+    ctx: &CallerCtx,
+    securable_type: &str,
+    full_name: &str,
+) -> Result<(Securable, Arc<CatalogSnapshot>), ApiError> {
+    let securable = parse_securable(securable_type, full_name)?;
+    let snapshot = shared
+        .control
+        .snapshot(&shared.engine, ctx.workspace_id, ctx.request_id())
+        .await?;
+    if !exists(&snapshot, &securable) {
+        return Err(ApiError::not_found(format!(
+            "{} `{}` does not exist",
+            securable.kind().to_lowercase(),
+            securable.full_name()
+        )));
+    }
+    Ok((securable, snapshot))
+}
+
+pub(crate) async fn get(
+    State(shared): State<Arc<Shared>>,
+    Extension(claims): Extension<IdentityClaims>,
+    Path((securable_type, full_name)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Failure> {
+    let ctx = caller(&shared, claims).await?;
+    let (securable, snapshot) = existing(&shared, &ctx, &securable_type, &full_name).await?;
+    Ok(json_response(&assignments(
+        &snapshot,
+        &securable,
+        query.get("principal").map(String::as_str),
+    )))
+}
+
+fn parse_changes(body: &serde_json::Map<String, Value>) -> Result<Vec<GrantChange>, ApiError> {
+    let changes = match body.get("changes") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(changes) => changes.clone(),
+    };
+    let changes: Vec<GrantChange> = serde_json::from_value(changes).map_err(|err| {
+        ApiError::invalid_parameter(format!(
+            "`changes` must be a list of {{principal, add, remove}}: {err}"
+        ))
+    })?;
+    for change in &changes {
+        if change.principal.trim().is_empty() {
+            return Err(ApiError::invalid_parameter(
+                "`changes[].principal` is required",
+            ));
+        }
+    }
+    Ok(changes)
+}
+
+pub(crate) async fn update(
+    State(shared): State<Arc<Shared>>,
+    Extension(claims): Extension<IdentityClaims>,
+    Path((securable_type, full_name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let body = parse_body(&body)?;
+    let changes = parse_changes(&body)?;
+    let omit = body
+        .get("omit_permissions_in_response")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let ctx = caller(&shared, claims).await?;
+    let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
+    // Authorization needs a statement context; the shared serverless pool stands in for the
+    // compute, which deciding a grant never uses.
+    let compute = shared.engine.compute(
+        "unity-catalog-grants",
+        &WarehouseSizing {
+            cluster_size: "2X-Small".into(),
+            serverless: true,
+            max_num_clusters: 1,
+        },
+    );
+    let context = statement_context(&shared, &ctx, compute).await?;
+    shared
+        .engine
+        .authorize_grants(&context, &securable)
+        .map_err(|err| match err.error_code.as_str() {
+            "PERMISSION_DENIED" => ApiError::permission_denied(err.message),
+            "NOT_FOUND" => ApiError::not_found(err.message),
+            _ => {
+                tracing::error!(error_code = %err.error_code, message = %err.message, "grant authorization failed");
+                ApiError::new(ErrorCode::InternalError, "grant authorization failed")
+            }
+        })?;
+    if !changes.is_empty() {
+        shared
+            .control
+            .apply_change(
+                ctx.workspace_id,
+                CatalogChange::UpdateGrants {
+                    securable_type: securable.kind().to_owned(),
+                    full_name: securable.full_name(),
+                    changes: changes
+                        .into_iter()
+                        .map(|c| GrantChange {
+                            principal: c.principal,
+                            add: c.add.iter().map(|p| p.to_ascii_uppercase()).collect(),
+                            remove: c.remove.iter().map(|p| p.to_ascii_uppercase()).collect(),
+                        })
+                        .collect(),
+                },
+                ctx.request_id(),
+            )
+            .await?;
+    }
+    if omit {
+        return Ok(json_response(&json!({})));
+    }
+    let snapshot = shared
+        .control
+        .snapshot(&shared.engine, ctx.workspace_id, ctx.request_id())
+        .await?;
+    Ok(json_response(&assignments(&snapshot, &securable, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakeward_common::data::{CatalogRecord, GrantRecord};
+
+    #[test]
+    fn securables_from_the_path() {
+        assert_eq!(
+            parse_securable("TABLE", "Main.Default.T").unwrap(),
+            Securable::Table {
+                catalog: "main".into(),
+                schema: "default".into(),
+                name: "t".into()
+            }
+        );
+        assert_eq!(
+            parse_securable("catalog", "samples").unwrap(),
+            Securable::Catalog {
+                name: "samples".into()
+            }
+        );
+        assert!(parse_securable("schema", "a").is_err());
+        assert!(parse_securable("table", "a..b").is_err());
+        assert!(parse_securable("volume", "a.b.c").is_err());
+    }
+
+    #[test]
+    fn assignments_group_by_principal() {
+        let grant = |principal: &str, privileges: &[&str]| GrantRecord {
+            securable_type: "CATALOG".into(),
+            full_name: "main".into(),
+            principal: principal.into(),
+            privileges: privileges.iter().map(|p| (*p).to_owned()).collect(),
+        };
+        let snapshot = CatalogSnapshot {
+            version: 1,
+            catalogs: vec![CatalogRecord {
+                name: "main".into(),
+                owner: "admins".into(),
+                comment: None,
+            }],
+            grants: vec![
+                grant("users", &["USE_CATALOG"]),
+                grant("a@x", &["SELECT", "USE_CATALOG"]),
+                grant("empty", &[]),
+            ],
+            ..CatalogSnapshot::default()
+        };
+        let main = Securable::Catalog {
+            name: "main".into(),
+        };
+        assert!(exists(&snapshot, &main));
+        assert_eq!(
+            assignments(&snapshot, &main, None),
+            json!({"privilege_assignments": [
+                {"principal": "a@x", "privileges": ["SELECT", "USE_CATALOG"]},
+                {"principal": "users", "privileges": ["USE_CATALOG"]},
+            ]})
+        );
+        assert_eq!(
+            assignments(&snapshot, &main, Some("users"))["privilege_assignments"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+}

@@ -1,0 +1,700 @@
+//! The SQL surface, end to end through the engine: scripts in `tests/sql/*.slt` run against an
+//! engine over a temporary lake, the real policies, and a fake control plane that applies
+//! catalog changes to a snapshot in memory.
+//!
+//! Script format (records separated by blank lines; `#` starts a comment line):
+//!
+//! ```text
+//! user <admin|alice|bob>            switch the caller
+//! defaults <catalog> <schema>       the statement's default catalog and schema
+//! param <name> <TYPE|-> <value|NULL> a parameter for the next statement (`-`: no type)
+//! write <path in lake>              the following lines become that file
+//! files <dir in lake> <n>           the directory holds n files (recursively)
+//! statement ok                      the SQL below succeeds
+//! statement error <substring>       fails; the substring is looked for in
+//!                                   "<error_code> <sql_state> <message>"
+//! query                             the SQL below returns exactly the rows after `----`,
+//!                                   cells joined by " | ", NULL for nulls
+//! ```
+//! `${LAKE}` in SQL is replaced by the lake's absolute path.
+
+#![expect(clippy::unwrap_used, clippy::panic, reason = "tests: failures panic")]
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use futures::future::BoxFuture;
+use futures::TryStreamExt;
+use lakeward_common::assertion::{IdentityClaims, PrincipalKind};
+use lakeward_common::data::{CatalogChange, CatalogChangeResponse, CatalogSnapshot, GrantRecord};
+use lakeward_common::internal::{GroupRecord, PrincipalRecord};
+use lakeward_policy::PolicyBundle;
+use lakeward_runtime::engine::{
+    Caller, CatalogWriter, Compute, Engine, EngineConfig, Parameter, SqlError, StatementContext,
+    StatementInput, WarehouseSizing,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const WS: i64 = 1;
+
+/// The control plane's catalog semantics, in memory.
+struct FakeControlPlane {
+    snapshot: Mutex<CatalogSnapshot>,
+}
+
+fn rejected(code: &str, message: String) -> SqlError {
+    SqlError::new(code, message)
+}
+
+impl FakeControlPlane {
+    fn apply_now(&self, change: CatalogChange) -> Result<CatalogChangeResponse, SqlError> {
+        let mut s = self.snapshot.lock().unwrap();
+        let changed = match change {
+            CatalogChange::CreateCatalog {
+                catalog,
+                if_not_exists,
+            } => {
+                if s.catalogs.iter().any(|c| c.name == catalog.name) {
+                    if !if_not_exists {
+                        return Err(rejected("RESOURCE_ALREADY_EXISTS", catalog.name));
+                    }
+                    false
+                } else {
+                    s.catalogs.push(catalog);
+                    true
+                }
+            }
+            CatalogChange::CreateSchema {
+                schema,
+                if_not_exists,
+            } => {
+                if !s.catalogs.iter().any(|c| c.name == schema.catalog) {
+                    return Err(rejected("RESOURCE_DOES_NOT_EXIST", schema.catalog));
+                }
+                if s.schemas
+                    .iter()
+                    .any(|x| x.catalog == schema.catalog && x.name == schema.name)
+                {
+                    if !if_not_exists {
+                        return Err(rejected("RESOURCE_ALREADY_EXISTS", schema.name));
+                    }
+                    false
+                } else {
+                    s.schemas.push(schema);
+                    true
+                }
+            }
+            CatalogChange::DropSchema {
+                catalog,
+                name,
+                if_exists,
+                cascade,
+            } => {
+                let exists = s
+                    .schemas
+                    .iter()
+                    .any(|x| x.catalog == catalog && x.name == name);
+                if !exists {
+                    if !if_exists {
+                        return Err(rejected("RESOURCE_DOES_NOT_EXIST", name));
+                    }
+                    false
+                } else {
+                    let has_tables = s
+                        .tables
+                        .iter()
+                        .any(|t| t.catalog == catalog && t.schema == name);
+                    if has_tables && !cascade {
+                        return Err(rejected("INVALID_PARAMETER_VALUE", name));
+                    }
+                    let prefix = format!("{catalog}.{name}");
+                    s.tables
+                        .retain(|t| !(t.catalog == catalog && t.schema == name));
+                    s.schemas
+                        .retain(|x| !(x.catalog == catalog && x.name == name));
+                    s.grants.retain(|g| {
+                        g.full_name != prefix && !g.full_name.starts_with(&format!("{prefix}."))
+                    });
+                    true
+                }
+            }
+            CatalogChange::CreateTable {
+                table,
+                if_not_exists,
+                replace,
+            } => {
+                if !s
+                    .schemas
+                    .iter()
+                    .any(|x| x.catalog == table.catalog && x.name == table.schema)
+                {
+                    return Err(rejected("RESOURCE_DOES_NOT_EXIST", table.schema));
+                }
+                let at = s.tables.iter().position(|t| {
+                    t.catalog == table.catalog && t.schema == table.schema && t.name == table.name
+                });
+                match at {
+                    Some(i) if replace => {
+                        s.tables[i] = table;
+                        true
+                    }
+                    Some(_) if if_not_exists => false,
+                    Some(_) => return Err(rejected("RESOURCE_ALREADY_EXISTS", table.name)),
+                    None => {
+                        s.tables.push(table);
+                        true
+                    }
+                }
+            }
+            CatalogChange::DropTable {
+                catalog,
+                schema,
+                name,
+                if_exists,
+            } => {
+                let before = s.tables.len();
+                s.tables
+                    .retain(|t| !(t.catalog == catalog && t.schema == schema && t.name == name));
+                if before == s.tables.len() {
+                    if !if_exists {
+                        return Err(rejected("RESOURCE_DOES_NOT_EXIST", name));
+                    }
+                    false
+                } else {
+                    let full = format!("{catalog}.{schema}.{name}");
+                    s.grants.retain(|g| g.full_name != full);
+                    true
+                }
+            }
+            CatalogChange::UpdateGrants {
+                securable_type,
+                full_name,
+                changes,
+            } => {
+                for change in changes {
+                    if !["users", "admins", "alice@example.com", "bob@example.com"]
+                        .contains(&change.principal.as_str())
+                    {
+                        return Err(rejected(
+                            "INVALID_PARAMETER_VALUE",
+                            format!("unknown principal {}", change.principal),
+                        ));
+                    }
+                    let at = s.grants.iter().position(|g| {
+                        g.securable_type == securable_type
+                            && g.full_name == full_name
+                            && g.principal == change.principal
+                    });
+                    let i = match at {
+                        Some(i) => i,
+                        None => {
+                            s.grants.push(GrantRecord {
+                                securable_type: securable_type.clone(),
+                                full_name: full_name.clone(),
+                                principal: change.principal.clone(),
+                                privileges: vec![],
+                            });
+                            s.grants.len() - 1
+                        }
+                    };
+                    let privileges = &mut s.grants[i].privileges;
+                    for p in change.add {
+                        if !privileges.contains(&p) {
+                            privileges.push(p);
+                        }
+                    }
+                    privileges.retain(|p| !change.remove.contains(p));
+                }
+                s.grants.retain(|g| !g.privileges.is_empty());
+                true
+            }
+        };
+        s.version += 1;
+        Ok(CatalogChangeResponse {
+            version: s.version,
+            changed,
+        })
+    }
+}
+
+struct Writer(Arc<FakeControlPlane>);
+
+impl CatalogWriter for Writer {
+    fn apply(
+        &self,
+        change: CatalogChange,
+    ) -> BoxFuture<'static, Result<CatalogChangeResponse, SqlError>> {
+        let result = self.0.apply_now(change);
+        Box::pin(async move { result })
+    }
+}
+
+fn caller(name: &str, admin: bool) -> Caller {
+    let user_name = format!("{name}@example.com");
+    let id = format!("{}", 100 + name.len());
+    let mut groups = vec![GroupRecord {
+        id: "g-users".into(),
+        display_name: "users".into(),
+        workspace_id: Some(WS),
+    }];
+    if admin {
+        groups.push(GroupRecord {
+            id: "g-admins".into(),
+            display_name: "admins".into(),
+            workspace_id: Some(WS),
+        });
+    }
+    Caller {
+        claims: IdentityClaims {
+            iss: "lakeward-gateway".into(),
+            aud: "lakeward-runtime".into(),
+            iat: 1_700_000_000,
+            exp: 1_700_000_060,
+            sub: id.clone(),
+            kind: PrincipalKind::User,
+            user_name: user_name.clone(),
+            groups: groups.iter().map(|g| g.id.clone()).collect(),
+            workspace_id: Some(WS),
+            account_id: "acct".into(),
+            token_id: Some("tok".into()),
+            auth_method: "pat".into(),
+            request_id: "req".into(),
+            client_ip: "127.0.0.1".into(),
+        },
+        principal: PrincipalRecord {
+            id,
+            kind: PrincipalKind::User,
+            user_name,
+            display_name: name.into(),
+            active: true,
+            groups,
+            token_use_workspaces: vec![WS],
+        },
+        workspace_id: WS,
+        workspace_name: "ws".into(),
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    lake: PathBuf,
+    engine: Engine,
+    control: Arc<FakeControlPlane>,
+    policies: PolicyBundle,
+    compute: Arc<Compute>,
+    callers: HashMap<String, Caller>,
+}
+
+struct Output {
+    rows: Vec<Vec<String>>,
+}
+
+fn config(dir: &Path, memory_per_unit: u64) -> EngineConfig {
+    EngineConfig {
+        lake_url: dir.join("lake").to_string_lossy().into_owned(),
+        s3: None,
+        spill_dir: dir.join("spill"),
+        cores: 4,
+        memory_per_unit_bytes: memory_per_unit,
+        max_memory_bytes: 1 << 30,
+        samples_scale_factor: 0.01,
+    }
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), 256 << 20);
+        let lake = PathBuf::from(&config.lake_url);
+        let engine = Engine::new(config).unwrap();
+        let e = engine.clone();
+        tokio::task::spawn_blocking(move || e.ensure_sample_data())
+            .await
+            .unwrap()
+            .unwrap();
+        let control = Arc::new(FakeControlPlane {
+            snapshot: Mutex::new(CatalogSnapshot::default()),
+        });
+        for change in engine.seed_changes() {
+            control.apply_now(change).unwrap();
+        }
+        let policies = PolicyBundle::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policies"),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let compute = engine.compute(
+            "0123456789abcdef",
+            &WarehouseSizing {
+                cluster_size: "Small".into(),
+                serverless: false,
+                max_num_clusters: 1,
+            },
+        );
+        let callers = HashMap::from([
+            ("admin".to_owned(), caller("admin", true)),
+            ("alice".to_owned(), caller("alice", false)),
+            ("bob".to_owned(), caller("bob", false)),
+        ]);
+        Harness {
+            _dir: dir,
+            lake,
+            engine,
+            control,
+            policies,
+            compute,
+            callers,
+        }
+    }
+
+    fn context(&self, user: &str, compute: &Arc<Compute>) -> StatementContext {
+        StatementContext {
+            caller: self.callers[user].clone(),
+            snapshot: Arc::new(self.control.snapshot.lock().unwrap().clone()),
+            policies: self.policies.clone(),
+            compute: compute.clone(),
+            writer: Arc::new(Writer(self.control.clone())),
+        }
+    }
+
+    async fn run_on(
+        &self,
+        compute: &Arc<Compute>,
+        user: &str,
+        input: StatementInput,
+    ) -> Result<Output, SqlError> {
+        let prepared = self
+            .engine
+            .prepare(self.context(user, compute), input)
+            .await?;
+        let stream = prepared.run().await?;
+        let batches: Vec<RecordBatch> = stream
+            .try_collect()
+            .await
+            .map_err(|e| SqlError::from_datafusion(&e))?;
+        let mut rows = Vec::new();
+        let options = FormatOptions::default().with_null("NULL");
+        for batch in &batches {
+            let formatters: Vec<_> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+                .collect();
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect(),
+                );
+            }
+        }
+        Ok(Output { rows })
+    }
+
+    async fn run(&self, user: &str, input: StatementInput) -> Result<Output, SqlError> {
+        self.run_on(&self.compute, user, input).await
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+async fn run_script(h: &Harness, name: &str, text: &str) {
+    let mut user = "admin".to_owned();
+    let mut defaults: (Option<String>, Option<String>) = (None, None);
+    let mut params: Vec<Parameter> = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_end();
+        let at = format!("{name}:{}", i + 1);
+        i += 1;
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let block = |i: &mut usize| -> Vec<String> {
+            let mut out = Vec::new();
+            while *i < lines.len() && !lines[*i].trim().is_empty() {
+                out.push(lines[*i].to_owned());
+                *i += 1;
+            }
+            out
+        };
+        match words[0] {
+            "user" => user = words[1].to_owned(),
+            "defaults" => {
+                defaults = (Some(words[1].to_owned()), Some(words[2].to_owned()));
+            }
+            "param" => {
+                let value = words[3..].join(" ");
+                params.push(Parameter {
+                    name: words[1].to_owned(),
+                    type_name: (words[2] != "-").then(|| words[2].to_owned()),
+                    value: (value != "NULL").then_some(value),
+                });
+            }
+            "write" => {
+                let path = h.lake.join(words[1]);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                let body = block(&mut i);
+                std::fs::write(&path, body.join("\n") + "\n").unwrap();
+            }
+            "files" => {
+                let n: usize = words[2].parse().unwrap();
+                assert_eq!(
+                    count_files(&h.lake.join(words[1])),
+                    n,
+                    "{at}: files in {}",
+                    words[1]
+                );
+            }
+            "statement" | "query" => {
+                let body = block(&mut i);
+                let split = body.iter().position(|l| l.trim() == "----");
+                let (sql_lines, expected) = match split {
+                    Some(p) => (&body[..p], Some(&body[p + 1..])),
+                    None => (&body[..], None),
+                };
+                let sql = sql_lines
+                    .join("\n")
+                    .replace("${LAKE}", &h.lake.to_string_lossy());
+                let input = StatementInput {
+                    sql: sql.clone(),
+                    parameters: std::mem::take(&mut params),
+                    catalog: defaults.0.clone(),
+                    schema: defaults.1.clone(),
+                };
+                let result = h.run(&user, input).await;
+                match (words[0], words.get(1).copied()) {
+                    ("statement", Some("ok")) => {
+                        if let Err(e) = result {
+                            panic!("{at}: `{sql}` failed as {user}: {e:?}");
+                        }
+                    }
+                    ("statement", Some("error")) => {
+                        let wanted = line.splitn(3, ' ').nth(2).unwrap_or("").trim();
+                        match result {
+                            Ok(_) => panic!("{at}: `{sql}` succeeded as {user}; wanted {wanted}"),
+                            Err(e) => {
+                                let seen = format!(
+                                    "{} {} {}",
+                                    e.error_code,
+                                    e.sql_state.clone().unwrap_or_default(),
+                                    e.message
+                                );
+                                assert!(
+                                    seen.contains(wanted),
+                                    "{at}: `{sql}` as {user}: wanted `{wanted}`, got `{seen}`"
+                                );
+                            }
+                        }
+                    }
+                    ("query", _) => {
+                        let output = result
+                            .unwrap_or_else(|e| panic!("{at}: `{sql}` failed as {user}: {e:?}"));
+                        let got: Vec<String> = output.rows.iter().map(|r| r.join(" | ")).collect();
+                        let want: Vec<String> = expected
+                            .unwrap_or(&[])
+                            .iter()
+                            .map(|l| l.trim_end().to_owned())
+                            .collect();
+                        assert_eq!(got, want, "{at}: `{sql}` as {user}");
+                    }
+                    other => panic!("{at}: unknown record {other:?}"),
+                }
+            }
+            other => panic!("{at}: unknown directive {other}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_scripts() {
+    let h = Harness::new().await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
+    let mut scripts: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .collect();
+    scripts.sort();
+    assert!(!scripts.is_empty());
+    for script in scripts {
+        let text = std::fs::read_to_string(&script).unwrap();
+        let name = script.file_name().unwrap().to_string_lossy().into_owned();
+        run_script(&h, &name, &text).await;
+    }
+}
+
+fn sql(text: &str) -> StatementInput {
+    StatementInput {
+        sql: text.into(),
+        ..Default::default()
+    }
+}
+
+fn cents(value: i64) -> String {
+    format!("{}.{:02}", value / 100, value % 100)
+}
+
+/// TPC-H Q1's grouping over the sample lineitem, checked against sums computed straight from
+/// the generator (no Arrow, Parquet or DataFusion involved).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_pricing_summary_matches_the_generator() {
+    let h = Harness::new().await;
+    let output = h
+        .run(
+            "alice",
+            sql(
+                "SELECT l_returnflag, l_linestatus, count(*), sum(l_quantity), \
+                 sum(l_extendedprice) \
+                 FROM samples.tpch.lineitem WHERE l_shipdate <= DATE '1998-09-02' \
+                 GROUP BY l_returnflag, l_linestatus ORDER BY l_returnflag, l_linestatus",
+            ),
+        )
+        .await
+        .unwrap();
+    let mut expected: std::collections::BTreeMap<(String, String), (i64, i64, i64)> =
+        Default::default();
+    for item in tpchgen::generators::LineItemGenerator::new(0.01, 1, 1).iter() {
+        if item.l_shipdate.to_string().as_str() > "1998-09-02" {
+            continue;
+        }
+        let entry = expected
+            .entry((item.l_returnflag.to_owned(), item.l_linestatus.to_owned()))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += item.l_quantity;
+        entry.2 += item.l_extendedprice.0;
+    }
+    let want: Vec<Vec<String>> = expected
+        .into_iter()
+        .map(|((flag, status), (n, qty, price))| {
+            vec![flag, status, n.to_string(), cents(qty * 100), cents(price)]
+        })
+        .collect();
+    assert_eq!(want.len(), 4, "TPC-H Q1 has four groups");
+    assert_eq!(output.rows, want);
+}
+
+/// A statement that needs more memory than its warehouse has fails with RESOURCE_EXHAUSTED,
+/// naming the warehouse's limit; the engine keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limit_is_an_error_not_a_crash() {
+    let h = Harness::new().await;
+    // The same lake, on an engine whose warehouses get 256 KiB per unit.
+    let tiny_engine = Engine::new(config(h._dir.path(), 256 << 10)).unwrap();
+    let tiny = tiny_engine.compute(
+        "tinytinytinytiny",
+        &WarehouseSizing {
+            cluster_size: "2X-Small".into(),
+            serverless: false,
+            max_num_clusters: 1,
+        },
+    );
+    assert_eq!(tiny.memory_limit_bytes(), 256 << 10);
+    let prepared = tiny_engine
+        .prepare(
+            h.context("alice", &tiny),
+            sql("SELECT a.l_comment, count(*) FROM samples.tpch.lineitem a \
+                 JOIN samples.tpch.lineitem b ON a.l_comment = b.l_comment \
+                 GROUP BY a.l_comment ORDER BY 2 DESC"),
+        )
+        .await
+        .unwrap();
+    let result: Result<Vec<RecordBatch>, SqlError> = match prepared.run().await {
+        Ok(stream) => stream
+            .try_collect()
+            .await
+            .map_err(|e| SqlError::from_datafusion(&e)),
+        Err(e) => Err(e),
+    };
+    let error = result.expect_err("a 256 KiB warehouse cannot hash-join lineitem with itself");
+    assert_eq!(error.error_code, "RESOURCE_EXHAUSTED", "{error:?}");
+    assert!(
+        error.message.contains("tinytinytinytiny") && error.message.contains("256"),
+        "{}",
+        error.message
+    );
+    // The normal warehouse still answers.
+    let ok = h
+        .run("alice", sql("SELECT count(*) FROM samples.tpch.region"))
+        .await
+        .unwrap();
+    assert_eq!(ok.rows, vec![vec!["5".to_owned()]]);
+}
+
+/// Dropping the result stream stops the statement (DataFusion cancels on drop): a huge cross
+/// join is started, dropped, and the engine stays usable at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_stops_the_work() {
+    let h = Harness::new().await;
+    let prepared = h
+        .engine
+        .prepare(
+            h.context("alice", &h.compute),
+            sql("SELECT count(*) FROM samples.tpch.lineitem a, samples.tpch.lineitem b"),
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let stream = prepared.run().await.unwrap();
+    drop(stream);
+    let ok = h
+        .run("alice", sql("SELECT count(*) FROM samples.tpch.nation"))
+        .await
+        .unwrap();
+    assert_eq!(ok.rows, vec![vec!["25".to_owned()]]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touched_records_every_authorized_securable() {
+    let h = Harness::new().await;
+    let prepared = h
+        .engine
+        .prepare(
+            h.context("alice", &h.compute),
+            sql(
+                "SELECT count(*) FROM samples.tpch.nation n WHERE n.n_regionkey IN \
+                 (SELECT r_regionkey FROM samples.tpch.region)",
+            ),
+        )
+        .await
+        .unwrap();
+    let touched: Vec<String> = prepared
+        .touched
+        .iter()
+        .map(|t| format!("{} {}", t.action, t.securable.full_name()))
+        .collect();
+    assert_eq!(
+        touched,
+        [
+            "SelectTable samples.tpch.nation",
+            "SelectTable samples.tpch.region"
+        ]
+    );
+    // Sample data is written once: a second call finds it and writes nothing.
+    let e = h.engine.clone();
+    tokio::task::spawn_blocking(move || e.ensure_sample_data())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count_files(&h.lake.join("samples/tpch")), 8);
+}
