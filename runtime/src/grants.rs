@@ -1,12 +1,15 @@
 //! Unity Catalog grants: `GET`/`PATCH /api/2.1/unity-catalog/permissions/{type}/{full_name}`,
 //! decided by the same policies as SQL `GRANT`/`REVOKE` and stored by the control plane.
 //!
-//! Reading a securable's grants needs only workspace membership (as in Databricks, where any
-//! user who can see the object can list its grants); changing them needs `ManageGrants`.
+//! Reading a securable's grants: a caller allowed `ManageGrants` on it (owner, `MANAGE`, a
+//! workspace admin) sees every assignment; any other caller holding some privilege on it or an
+//! ancestor sees only the assignments of the principals that denote it (itself and its groups);
+//! to everyone else the securable does not exist (404, as a missing one). Changing grants needs
+//! `ManageGrants`.
 
-use crate::engine::WarehouseSizing;
+use crate::engine::{StatementContext, WarehouseSizing};
 use crate::service::{
-    caller, json_response, parse_body, statement_context, CallerCtx, Failure, Shared,
+    caller, compute_for, json_response, parse_body, statement_context, CallerCtx, Failure, Shared,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -81,12 +84,21 @@ pub fn assignments(
     securable: &Securable,
     principal: Option<&str>,
 ) -> Value {
+    assignments_of(snapshot, securable, |p| principal.is_none_or(|q| q == p))
+}
+
+/// The direct grants on a securable to the principals `shown` accepts.
+fn assignments_of(
+    snapshot: &CatalogSnapshot,
+    securable: &Securable,
+    shown: impl Fn(&str) -> bool,
+) -> Value {
     let full_name = securable.full_name();
     let mut by_principal: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for grant in &snapshot.grants {
         if grant.securable_type.eq_ignore_ascii_case(securable.kind())
             && grant.full_name == full_name
-            && principal.is_none_or(|p| p == grant.principal)
+            && shown(&grant.principal)
         {
             by_principal
                 .entry(&grant.principal)
@@ -114,13 +126,48 @@ async fn existing(
         .snapshot(&shared.engine, ctx.workspace_id, ctx.request_id())
         .await?;
     if !exists(&snapshot, &securable) {
-        return Err(ApiError::not_found(format!(
-            "{} `{}` does not exist",
-            securable.kind().to_lowercase(),
-            securable.full_name()
-        )));
+        return Err(missing(&securable));
     }
     Ok((securable, snapshot))
+}
+
+fn missing(securable: &Securable) -> ApiError {
+    ApiError::not_found(format!(
+        "{} `{}` does not exist",
+        securable.kind().to_lowercase(),
+        securable.full_name()
+    ))
+}
+
+/// The names grants may be made to that denote the caller: its user name and the names of its
+/// groups (of this workspace, or account-level), as the engine matches grants.
+pub(crate) fn caller_names(ctx: &CallerCtx) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = ctx
+        .principal
+        .groups
+        .iter()
+        .filter(|g| g.workspace_id.is_none() || g.workspace_id == Some(ctx.workspace_id))
+        .map(|g| g.display_name.clone())
+        .collect();
+    names.insert(ctx.principal.user_name.clone());
+    names.insert(ctx.claims.user_name.clone());
+    names
+}
+
+/// A statement context for deciding on grants. Authorization needs one; the shared serverless
+/// pool stands in for the compute, which deciding a grant never uses.
+async fn grants_context(shared: &Shared, ctx: &CallerCtx) -> Result<StatementContext, ApiError> {
+    let compute = compute_for(
+        shared,
+        "unity-catalog-grants",
+        WarehouseSizing {
+            cluster_size: "2X-Small".into(),
+            serverless: true,
+            max_num_clusters: 1,
+        },
+    )
+    .await?;
+    statement_context(shared, ctx, compute).await
 }
 
 pub(crate) async fn get(
@@ -130,11 +177,30 @@ pub(crate) async fn get(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Failure> {
     let ctx = caller(&shared, claims).await?;
-    let (securable, snapshot) = existing(&shared, &ctx, &securable_type, &full_name).await?;
-    Ok(json_response(&assignments(
-        &snapshot,
+    let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
+    let context = grants_context(&shared, &ctx).await?;
+    let principal = query.get("principal").map(String::as_str);
+    if shared.engine.authorize_grants(&context, &securable).is_ok() {
+        return Ok(json_response(&assignments(
+            &context.snapshot,
+            &securable,
+            principal,
+        )));
+    }
+    // Not a manager of the securable: it exists for the caller only if the caller holds some
+    // privilege on it or an ancestor, and then only the caller's own assignments show.
+    if shared
+        .engine
+        .effective_privileges(&context, &securable)
+        .is_empty()
+    {
+        return Err(missing(&securable).into());
+    }
+    let names = caller_names(&ctx);
+    Ok(json_response(&assignments_of(
+        &context.snapshot,
         &securable,
-        query.get("principal").map(String::as_str),
+        |p| names.contains(p) && principal.is_none_or(|q| q == p),
     )))
 }
 
@@ -172,21 +238,20 @@ pub(crate) async fn update(
         .unwrap_or(false);
     let ctx = caller(&shared, claims).await?;
     let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
-    // Authorization needs a statement context; the shared serverless pool stands in for the
-    // compute, which deciding a grant never uses.
-    let compute = shared.engine.compute(
-        "unity-catalog-grants",
-        &WarehouseSizing {
-            cluster_size: "2X-Small".into(),
-            serverless: true,
-            max_num_clusters: 1,
-        },
-    );
-    let context = statement_context(&shared, &ctx, compute).await?;
+    let context = grants_context(&shared, &ctx).await?;
     shared
         .engine
         .authorize_grants(&context, &securable)
         .map_err(|err| match err.error_code.as_str() {
+            // A securable the caller holds nothing on looks missing, as in `get`.
+            "PERMISSION_DENIED"
+                if shared
+                    .engine
+                    .effective_privileges(&context, &securable)
+                    .is_empty() =>
+            {
+                missing(&securable)
+            }
             "PERMISSION_DENIED" => ApiError::permission_denied(err.message),
             "NOT_FOUND" => ApiError::not_found(err.message),
             _ => {

@@ -134,40 +134,29 @@ pub fn columns(schema: &SchemaRef) -> Vec<ColumnInfo> {
 /// Java's `Double.toString`, which Databricks uses: shortest round-trip digits, at least one
 /// fractional digit, scientific notation outside [1e-3, 1e7).
 pub fn format_double(value: f64) -> String {
-    if value.is_nan() {
-        return "NaN".into();
-    }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
-    }
-    let magnitude = value.abs();
-    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
-        let text = format!("{value}");
-        if text.contains('.') {
-            text
-        } else {
-            format!("{text}.0")
-        }
-    } else {
-        let text = format!("{value:e}");
-        let (mantissa, exponent) = text.split_once('e').unwrap_or((&text, "0"));
-        if mantissa.contains('.') {
-            format!("{mantissa}E{exponent}")
-        } else {
-            format!("{mantissa}.0E{exponent}")
-        }
-    }
+    java_decimal(value, value)
 }
 
 /// Java's `Float.toString`.
 pub fn format_float(value: f32) -> String {
-    if value.is_nan() {
+    java_decimal(value, f64::from(value))
+}
+
+/// Java's `toString` rule for both widths: `value` prints its own shortest round-trip digits
+/// (an `f32` widened first would print the widening's noise); `as_f64` picks the notation.
+fn java_decimal<T: std::fmt::Display + std::fmt::LowerExp>(value: T, as_f64: f64) -> String {
+    if as_f64.is_nan() {
         return "NaN".into();
     }
-    if value.is_infinite() {
-        return if value > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    if as_f64.is_infinite() {
+        return if as_f64 > 0.0 {
+            "Infinity"
+        } else {
+            "-Infinity"
+        }
+        .into();
     }
-    let magnitude = value.abs();
+    let magnitude = as_f64.abs();
     if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
         let text = format!("{value}");
         if text.contains('.') {

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::control_client::ControlClient;
-use crate::engine::{Caller, Engine, StatementContext};
+use crate::engine::{Caller, Compute, Engine, StatementContext, WarehouseSizing};
 use crate::statements::Statement;
 use crate::warehouses::WarehouseSlot;
 use crate::{grants, statements, warehouses};
@@ -196,6 +196,7 @@ async fn sweep(shared: std::sync::Weak<Shared>) {
             return;
         };
         statements::expire(&shared);
+        warehouses::retry_stuck(&shared).await;
         warehouses::auto_stop(&shared).await;
     }
 }
@@ -228,6 +229,16 @@ pub(crate) fn error_response(err: ApiError) -> Response {
 /// A JSON body with the content type clients expect.
 pub(crate) fn json_response(value: &serde_json::Value) -> Response {
     let mut response = (StatusCode::OK, value.to_string()).into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A JSON body already serialized.
+pub(crate) fn json_text_response(text: String) -> Response {
+    let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -355,7 +366,7 @@ pub(crate) async fn caller(shared: &Shared, claims: IdentityClaims) -> Result<Ca
 pub(crate) async fn statement_context(
     shared: &Shared,
     ctx: &CallerCtx,
-    compute: Arc<crate::engine::Compute>,
+    compute: Arc<Compute>,
 ) -> Result<StatementContext, ApiError> {
     let snapshot = shared
         .control
@@ -373,6 +384,28 @@ pub(crate) async fn statement_context(
         compute,
         writer: shared.control.writer(ctx.workspace_id, ctx.request_id()),
     })
+}
+
+/// The compute of a warehouse (built on first use: a runtime environment, its spill directory),
+/// on a blocking thread rather than one serving HTTP.
+pub(crate) async fn compute_for(
+    shared: &Shared,
+    warehouse_id: &str,
+    sizing: WarehouseSizing,
+) -> Result<Arc<Compute>, ApiError> {
+    let engine = shared.engine.clone();
+    let id = warehouse_id.to_owned();
+    shared
+        .io
+        .spawn_blocking(move || engine.compute(&id, &sizing))
+        .await
+        .map_err(|err| {
+            tracing::error!(warehouse = warehouse_id, error = %err, "building the compute failed");
+            ApiError::new(
+                ErrorCode::InternalError,
+                format!("the compute of warehouse `{warehouse_id}` could not be built"),
+            )
+        })
 }
 
 /// Milliseconds since the epoch.

@@ -7,12 +7,13 @@
 //! `SUCCEEDED`, `FAILED` or `CANCELED`; its result is kept `statement_retention_secs` after it
 //! ended or was last polled, then it is `CLOSED`.
 
-use crate::engine::{Parameter, Prepared, SqlError, StatementInput};
+use crate::engine::{Parameter, Prepared, SqlError, StatementContext, StatementInput};
 use crate::results::{ResultBuilder, ResultFormat, ResultLimits, ResultSet, INLINE_LIMIT_BYTES};
 use crate::service::{
-    caller, json_response, parse_body, statement_context, Failure, SamplesState, Shared,
+    caller, compute_for, json_response, json_text_response, parse_body, statement_context,
+    CallerCtx, Failure, SamplesState, Shared,
 };
-use crate::warehouses::{self, require, sizing_of};
+use crate::warehouses::{self, require, sizing_of, state_name, QueueRefusal};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderValue;
@@ -20,7 +21,7 @@ use axum::response::Response;
 use axum::Extension;
 use futures::StreamExt;
 use lakeward_common::assertion::IdentityClaims;
-use lakeward_common::data::{WarehouseState, TOUCHED_HEADER};
+use lakeward_common::data::{WarehouseRecord, WarehouseState, TOUCHED_HEADER};
 use lakeward_common::error::{ApiError, ErrorCode};
 use lakeward_policy::Securable;
 use serde_json::{json, Map, Value};
@@ -221,6 +222,11 @@ pub fn parse_execute(body: &Map<String, Value>) -> Result<ExecuteRequest, ApiErr
 pub(crate) struct Statement {
     pub(crate) id: String,
     owner: String,
+    /// The assertion it was submitted with: a statement prepared against an older catalog is
+    /// prepared again for this caller before it runs.
+    claims: IdentityClaims,
+    input: StatementInput,
+    submitted: Instant,
     workspace_id: i64,
     pub(crate) warehouse_id: String,
     format: ResultFormat,
@@ -235,6 +241,10 @@ struct Inner {
     error: Option<SqlError>,
     result: Option<Arc<ResultSet>>,
     prepared: Option<Prepared>,
+    /// The state version of the catalog `prepared` was authorized against (0: prepare again).
+    prepared_version: u64,
+    /// `,"manifest":…,"result":…` of a succeeded statement, serialized once.
+    rendered: Option<Arc<str>>,
     task: Option<AbortHandle>,
     finished: Option<Instant>,
     last_polled: Instant,
@@ -257,29 +267,44 @@ impl Statement {
         *self.changed.borrow()
     }
 
-    /// `StatementResponse`.
-    fn response(&self) -> Value {
-        let Ok(inner) = self.inner.lock() else {
-            return json!({"statement_id": self.id, "status": {"state": "FAILED"}});
+    /// `StatementResponse`, serialized. The result part was serialized when the statement
+    /// ended; the lock is held only to copy the status.
+    fn response(&self) -> String {
+        let (state, error, rendered) = match self.inner.lock() {
+            Ok(inner) => (
+                inner.state,
+                inner.error.clone(),
+                if inner.state == StatementState::Succeeded {
+                    inner.rendered.clone()
+                } else {
+                    None
+                },
+            ),
+            Err(_) => (StatementState::Failed, None, None),
         };
-        let mut status = json!({"state": inner.state.as_str()});
-        if let Some(err) = &inner.error {
+        let mut status = json!({"state": state.as_str()});
+        if let Some(err) = &error {
             status["error"] = json!({"error_code": err.error_code, "message": err.message});
             if let Some(sql_state) = &err.sql_state {
                 status["sql_state"] = json!(sql_state);
             }
         }
-        let mut out = json!({"statement_id": self.id, "status": status});
-        if inner.state == StatementState::Succeeded {
-            if let Some(result) = &inner.result {
-                out["manifest"] = result.manifest();
-                if let Some(chunk) = result.chunk(&self.id, 0) {
-                    out["result"] = chunk;
-                }
-            }
-        }
-        out
+        format!(
+            "{{\"statement_id\":{},\"status\":{}{}}}",
+            json!(self.id),
+            status,
+            rendered.as_deref().unwrap_or_default()
+        )
     }
+}
+
+/// The manifest and first chunk of a result, as the tail of a `StatementResponse` object.
+fn render_result(statement_id: &str, result: &ResultSet) -> Arc<str> {
+    let mut tail = format!(",\"manifest\":{}", result.manifest());
+    if let Some(chunk) = result.chunk(statement_id, 0) {
+        tail.push_str(&format!(",\"result\":{chunk}"));
+    }
+    Arc::from(tail)
 }
 
 fn touched_header(prepared: &Prepared) -> Option<HeaderValue> {
@@ -293,6 +318,17 @@ fn touched_header(prepared: &Prepared) -> Option<HeaderValue> {
         .collect::<Vec<_>>()
         .join(", ");
     HeaderValue::from_str(&text).ok()
+}
+
+/// What a refused statement attempted (`<Action> <full name>`), so the audit record names it.
+fn denied_header(error: &SqlError) -> Option<HeaderValue> {
+    let denied = error.denied.as_ref()?;
+    HeaderValue::from_str(&format!(
+        "{} {}",
+        denied.action,
+        denied.securable.full_name()
+    ))
+    .ok()
 }
 
 fn catalog_of(securable: &Securable) -> &str {
@@ -309,32 +345,8 @@ pub(crate) async fn execute(
 ) -> Result<Response, Failure> {
     let request = parse_execute(&parse_body(&body)?)?;
     let ctx = caller(&shared, claims).await?;
-    let record = shared
-        .control
-        .get_warehouse(ctx.workspace_id, &request.warehouse_id, ctx.request_id())
-        .await?;
-    require(&ctx, &record, "CAN_USE")?;
-    match record.state {
-        WarehouseState::Deleted | WarehouseState::Deleting => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidState,
-                format!("warehouse `{}` is deleted", record.id),
-            )
-            .into())
-        }
-        WarehouseState::Stopping => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidState,
-                format!(
-                    "warehouse `{}` is stopping; try again once it has stopped",
-                    record.id
-                ),
-            )
-            .into())
-        }
-        _ => {}
-    }
-    let compute = shared.engine.compute(&record.id, &sizing_of(&record));
+    let (record, seen) = usable_warehouse(&shared, &ctx, &request.warehouse_id).await?;
+    let compute = compute_for(&shared, &record.id, sizing_of(&record)).await?;
     let context = statement_context(&shared, &ctx, compute).await?;
     let input = StatementInput {
         sql: request.statement.clone(),
@@ -342,7 +354,8 @@ pub(crate) async fn execute(
         catalog: request.catalog.clone(),
         schema: request.schema.clone(),
     };
-    let prepared = shared.engine.prepare(context, input).await;
+    let prepared_version = context.snapshot.version;
+    let prepared = prepare(&shared, context, input.clone()).await;
     let id = uuid::Uuid::new_v4().to_string();
     let limits = ResultLimits {
         chunk_bytes: shared.config.result_chunk_bytes,
@@ -365,11 +378,17 @@ pub(crate) async fn execute(
                 needs_samples,
             )
         }
-        Err(err) => (StatementState::Failed, Some(err), None, None, false),
+        Err(err) => {
+            let touched = denied_header(&err);
+            (StatementState::Failed, Some(err), None, touched, false)
+        }
     };
     let statement = Arc::new(Statement {
         id: id.clone(),
         owner: ctx.claims.sub.clone(),
+        claims: ctx.claims.clone(),
+        input,
+        submitted: Instant::now(),
         workspace_id: ctx.workspace_id,
         warehouse_id: record.id.clone(),
         format: request.format,
@@ -381,6 +400,8 @@ pub(crate) async fn execute(
             result: None,
             finished: state.is_terminal().then(Instant::now),
             prepared,
+            prepared_version,
+            rendered: None,
             task: None,
             last_polled: Instant::now(),
         }),
@@ -390,23 +411,24 @@ pub(crate) async fn execute(
         statements.insert(id.clone(), statement.clone());
     }
     if state == StatementState::Pending {
-        if let Ok(mut slots) = shared.warehouses.lock() {
-            let slot = slots.entry(record.id.clone()).or_default();
-            slot.workspace_id = record.workspace_id;
-            slot.queue.push(ctx.claims.sub.clone(), id.clone());
+        match queue_on_warehouse(&shared, &ctx, &statement, record, seen).await {
+            Ok((record, seen)) => {
+                warehouses::touch(&shared, &record.id);
+                // Databricks starts a stopped warehouse for a statement; it waits PENDING
+                // meanwhile.
+                if let Err(err) =
+                    warehouses::start_warehouse(&shared, record, seen, ctx.request_id()).await
+                {
+                    fail_pending(
+                        &shared,
+                        &statement,
+                        SqlError::new("INTERNAL_ERROR", err.message),
+                    );
+                }
+                dispatch(&shared, &statement.warehouse_id);
+            }
+            Err(err) => fail_pending(&shared, &statement, err),
         }
-        warehouses::touch(&shared, &record.id);
-        // Databricks starts a stopped warehouse for a statement; it waits PENDING meanwhile.
-        if let Err(err) =
-            warehouses::start_warehouse(&shared, record.clone(), ctx.request_id()).await
-        {
-            fail_pending(
-                &shared,
-                &statement,
-                SqlError::new("INTERNAL_ERROR", err.message),
-            );
-        }
-        dispatch(&shared, &record.id);
         if !request.wait.is_zero() {
             let mut changes = statement.changed.subscribe();
             let waited =
@@ -416,11 +438,120 @@ pub(crate) async fn execute(
             }
         }
     }
-    let mut response = json_response(&statement.response());
+    let mut response = json_text_response(statement.response());
     if let Some(touched) = touched {
         response.headers_mut().insert(TOUCHED_HEADER, touched);
     }
     Ok(response)
+}
+
+/// Parses, plans and authorizes on the query runtime: planning reads file footers and builds
+/// plans, query work, even while a request waits for it.
+async fn prepare(
+    shared: &Shared,
+    context: StatementContext,
+    input: StatementInput,
+) -> Result<Prepared, SqlError> {
+    match shared.query_handle() {
+        Some(query) => {
+            let engine = shared.engine.clone();
+            query
+                .spawn(async move { engine.prepare(context, input).await })
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SqlError::new(
+                        "INTERNAL_ERROR",
+                        format!("planning the statement stopped: {e}"),
+                    ))
+                })
+        }
+        None => shared.engine.prepare(context, input).await,
+    }
+}
+
+/// The warehouse a statement may run on, and the slot generation read before its record. The
+/// caller needs `CAN_USE`; a deleted warehouse is refused; one left `STOPPING` has its stop
+/// finished (it then starts like any stopped warehouse).
+async fn usable_warehouse(
+    shared: &Arc<Shared>,
+    ctx: &CallerCtx,
+    warehouse_id: &str,
+) -> Result<(WarehouseRecord, u64), ApiError> {
+    for _ in 0..3 {
+        let seen = warehouses::generation(shared, warehouse_id);
+        let record = shared
+            .control
+            .get_warehouse(ctx.workspace_id, warehouse_id, ctx.request_id())
+            .await?;
+        require(ctx, &record, "CAN_USE")?;
+        match record.state {
+            WarehouseState::Deleted | WarehouseState::Deleting => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidState,
+                    format!("warehouse `{}` is deleted", record.id),
+                ))
+            }
+            WarehouseState::Stopping => {
+                warehouses::stop_warehouse(shared, &record, ctx.request_id()).await?;
+            }
+            _ => return Ok((record, seen)),
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::InvalidState,
+        format!("warehouse `{warehouse_id}` is stopping; try again once it has stopped"),
+    ))
+}
+
+/// Queues a prepared statement on its warehouse. When the warehouse was stopped since its
+/// record was read, the record is read again and the statement follows it (a stopped warehouse
+/// starts for it, and it is prepared again before it runs); a deleted one fails it.
+async fn queue_on_warehouse(
+    shared: &Arc<Shared>,
+    ctx: &CallerCtx,
+    statement: &Statement,
+    record: WarehouseRecord,
+    seen: u64,
+) -> Result<(WarehouseRecord, u64), SqlError> {
+    let (mut record, mut seen) = (record, seen);
+    for _ in 0..3 {
+        match warehouses::enqueue(shared, &record, seen, &ctx.claims.sub, &statement.id) {
+            Ok(()) => return Ok((record, seen)),
+            Err(QueueRefusal::Deleted) => {
+                return Err(SqlError::new(
+                    "ABORTED",
+                    format!(
+                        "warehouse `{}` was deleted (its state is DELETED) before the statement could run",
+                        record.id
+                    ),
+                ))
+            }
+            Err(QueueRefusal::Moved) => {
+                if let Ok(mut inner) = statement.inner.lock() {
+                    inner.prepared_version = 0;
+                }
+                (record, seen) = usable_warehouse(shared, ctx, &record.id)
+                    .await
+                    .map_err(|err| {
+                        SqlError::new(
+                            "ABORTED",
+                            format!(
+                                "warehouse `{}` changed before the statement could run: {}",
+                                record.id, err.message
+                            ),
+                        )
+                    })?;
+            }
+        }
+    }
+    Err(SqlError::new(
+        "ABORTED",
+        format!(
+            "warehouse `{}` kept stopping (its state is {}) before the statement could run",
+            record.id,
+            state_name(record.state)
+        ),
+    ))
 }
 
 fn fail_pending(shared: &Shared, statement: &Statement, error: SqlError) {
@@ -434,6 +565,18 @@ fn fail_pending(shared: &Shared, statement: &Statement, error: SqlError) {
         if let Some(slot) = slots.get_mut(&statement.warehouse_id) {
             slot.queue.remove(&statement.id);
         }
+    }
+}
+
+/// Fails a pending statement (one whose warehouse could not start, say).
+pub(crate) fn fail_by_id(shared: &Shared, id: &str, error: SqlError) {
+    let statement = shared
+        .statements
+        .lock()
+        .ok()
+        .and_then(|s| s.get(id).cloned());
+    if let Some(statement) = statement {
+        fail_pending(shared, &statement, error);
     }
 }
 
@@ -479,9 +622,20 @@ fn release_slot(shared: &Shared, warehouse_id: &str, statement_id: &str) {
     }
 }
 
-/// Runs a pending statement on the query runtime; `false` if it is no longer pending.
+/// Runs a pending statement on the query runtime; `false` if it is no longer pending (a
+/// statement that cannot start is failed). A statement prepared against a catalog older than
+/// the newest state version is prepared again first, so a revoke reaches statements that
+/// waited in the queue.
 fn start(shared: &Arc<Shared>, statement: &Arc<Statement>) -> bool {
     let Some(query) = shared.query_handle() else {
+        fail_pending(
+            shared,
+            statement,
+            SqlError::new(
+                "INTERNAL_ERROR",
+                "the runtime is shutting down; the statement did not run",
+            ),
+        );
         return false;
     };
     let Ok(mut inner) = statement.inner.lock() else {
@@ -491,20 +645,103 @@ fn start(shared: &Arc<Shared>, statement: &Arc<Statement>) -> bool {
         return false;
     }
     let Some(prepared) = inner.prepared.take() else {
+        if statement.transition(&mut inner, StatementState::Failed) {
+            inner.error = Some(SqlError::new(
+                "INTERNAL_ERROR",
+                "the statement lost its plan before it ran",
+            ));
+        }
         return false;
     };
     statement.transition(&mut inner, StatementState::Running);
     let samples = statement.needs_samples.then(|| shared.samples.clone());
-    let handle = query.spawn(run(prepared, samples, statement.format, statement.limits));
-    inner.task = Some(handle.abort_handle());
+    if shared.control.version() <= inner.prepared_version {
+        let handle = query.spawn(run(prepared, samples, statement.format, statement.limits));
+        inner.task = Some(handle.abort_handle());
+        drop(inner);
+        let shared = shared.clone();
+        let statement = statement.clone();
+        shared.io.clone().spawn(async move {
+            let outcome = handle.await;
+            finish(&shared, &statement, outcome);
+        });
+        return true;
+    }
     drop(inner);
+    drop(prepared);
     let shared = shared.clone();
     let statement = statement.clone();
     shared.io.clone().spawn(async move {
+        let prepared = match prepare_again(&shared, &statement).await {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                if let Ok(mut inner) = statement.inner.lock() {
+                    if statement.transition(&mut inner, StatementState::Failed) {
+                        inner.error = Some(error);
+                    }
+                }
+                settle(&shared, &statement);
+                return;
+            }
+        };
+        let handle = {
+            let Ok(mut inner) = statement.inner.lock() else {
+                return settle(&shared, &statement);
+            };
+            // Cancelled (or its warehouse stopped) while it was prepared again.
+            if inner.state != StatementState::Running {
+                drop(inner);
+                return settle(&shared, &statement);
+            }
+            let handle = query.spawn(run(prepared, samples, statement.format, statement.limits));
+            inner.task = Some(handle.abort_handle());
+            handle
+        };
         let outcome = handle.await;
         finish(&shared, &statement, outcome);
     });
     true
+}
+
+/// Prepares a statement again for its caller against the current catalog, policies and its
+/// warehouse's current compute.
+async fn prepare_again(shared: &Arc<Shared>, statement: &Statement) -> Result<Prepared, SqlError> {
+    let unavailable = |err: ApiError| match err.code {
+        ErrorCode::PermissionDenied => {
+            SqlError::new("PERMISSION_DENIED", err.message).with_sql_state("42501")
+        }
+        _ => SqlError::new(
+            "TEMPORARILY_UNAVAILABLE",
+            format!(
+                "the statement could not be authorized again: {}",
+                err.message
+            ),
+        ),
+    };
+    let ctx = caller(shared, statement.claims.clone())
+        .await
+        .map_err(unavailable)?;
+    let compute = shared
+        .warehouses
+        .lock()
+        .ok()
+        .and_then(|w| {
+            w.get(&statement.warehouse_id)
+                .and_then(|s| s.compute.clone())
+        })
+        .ok_or_else(|| {
+            SqlError::new(
+                "ABORTED",
+                format!(
+                    "warehouse `{}` stopped before the statement could run",
+                    statement.warehouse_id
+                ),
+            )
+        })?;
+    let context = statement_context(shared, &ctx, compute)
+        .await
+        .map_err(unavailable)?;
+    prepare(shared, context, statement.input.clone()).await
 }
 
 /// The statement's work, on the query runtime: run it and build its result.
@@ -566,12 +803,20 @@ fn finish(
     statement: &Arc<Statement>,
     outcome: Result<Result<ResultSet, SqlError>, JoinError>,
 ) {
+    // The response's result part is serialized once, here, outside the statement's lock.
+    let outcome = outcome.map(|result| {
+        result.map(|result| {
+            let rendered = render_result(&statement.id, &result);
+            (Arc::new(result), rendered)
+        })
+    });
     if let Ok(mut inner) = statement.inner.lock() {
         inner.task = None;
         match outcome {
-            Ok(Ok(result)) => {
+            Ok(Ok((result, rendered))) => {
                 if statement.transition(&mut inner, StatementState::Succeeded) {
-                    inner.result = Some(Arc::new(result));
+                    inner.result = Some(result);
+                    inner.rendered = Some(rendered);
                 }
             }
             Ok(Err(error)) => {
@@ -593,6 +838,11 @@ fn finish(
             }
         }
     }
+    settle(shared, statement);
+}
+
+/// A statement's slot is free again: the next one may start.
+fn settle(shared: &Arc<Shared>, statement: &Statement) {
     release_slot(shared, &statement.warehouse_id, &statement.id);
     warehouses::touch(shared, &statement.warehouse_id);
     dispatch(shared, &statement.warehouse_id);
@@ -641,30 +891,48 @@ pub(crate) fn cancel_by_id(shared: &Shared, id: &str, reason: &str) {
     }
 }
 
-/// Closes statements whose results have expired, and forgets long-closed ones.
+/// Closes statements whose results have expired, forgets long-closed ones, and fails
+/// statements that stayed `PENDING` longer than the retention (a warehouse that never came up).
 pub(crate) fn expire(shared: &Shared) {
     let retention = Duration::from_secs(shared.config.statement_retention_secs);
-    let Ok(mut statements) = shared.statements.lock() else {
-        return;
-    };
-    statements.retain(|_, statement| {
-        let Ok(mut inner) = statement.inner.lock() else {
-            return true;
-        };
-        let Some(finished) = inner.finished else {
-            return true;
-        };
-        let since = finished.max(inner.last_polled);
-        if inner.state == StatementState::Closed {
-            return since.elapsed() < retention * 2;
-        }
-        if since.elapsed() >= retention {
-            statement.transition(&mut inner, StatementState::Closed);
-            inner.result = None;
-            inner.error = None;
-        }
-        true
-    });
+    let mut stale = Vec::new();
+    if let Ok(mut statements) = shared.statements.lock() {
+        statements.retain(|_, statement| {
+            let Ok(mut inner) = statement.inner.lock() else {
+                return true;
+            };
+            let Some(finished) = inner.finished else {
+                if inner.state == StatementState::Pending
+                    && statement.submitted.elapsed() >= retention
+                {
+                    stale.push(statement.clone());
+                }
+                return true;
+            };
+            let since = finished.max(inner.last_polled);
+            if inner.state == StatementState::Closed {
+                return since.elapsed() < retention * 2;
+            }
+            if since.elapsed() >= retention {
+                statement.transition(&mut inner, StatementState::Closed);
+                inner.result = None;
+                inner.rendered = None;
+                inner.error = None;
+            }
+            true
+        });
+    }
+    for statement in stale {
+        let error = SqlError::new(
+            "TEMPORARILY_UNAVAILABLE",
+            format!(
+                "the statement waited {}s for warehouse `{}` without starting",
+                retention.as_secs(),
+                statement.warehouse_id
+            ),
+        );
+        fail_pending(shared, &statement, error);
+    }
 }
 
 /// The caller's statement, or 404 (another caller's statement does not exist for them,
@@ -707,7 +975,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
     let statement = visible(&shared, claims, &id).await?;
-    Ok(json_response(&statement.response()))
+    Ok(json_text_response(statement.response()))
 }
 
 pub(crate) async fn cancel(

@@ -7,9 +7,11 @@
 //! delete → `DELETED` (still answered by get, left out of list). Every transition is a
 //! conditional update (`expect_state`), so two runtimes cannot both make it.
 
-use crate::engine::{Compute, WarehouseSizing};
+use crate::engine::{Compute, SqlError, WarehouseSizing};
 use crate::queue::FairQueue;
-use crate::service::{caller, json_response, now_ms, parse_body, CallerCtx, Failure, Shared};
+use crate::service::{
+    caller, compute_for, json_response, now_ms, parse_body, CallerCtx, Failure, Shared,
+};
 use crate::statements;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -56,6 +58,58 @@ pub(crate) struct WarehouseSlot {
     pub(crate) last_activity_ms: i64,
     pushed_activity_ms: i64,
     auto_stop_mins: i64,
+    /// Moves each time this process shuts the warehouse down (stop, delete, stopped
+    /// elsewhere): a statement or a start that read the warehouse's record before the move
+    /// must not queue on it or bring its compute back.
+    pub(crate) generation: u64,
+    /// The warehouse is deleted: nothing queues on it and nothing brings it back.
+    pub(crate) deleted: bool,
+    /// A transition this process began failed half-way (left `STOPPING`, or `STARTING` with
+    /// provisioning given up): the sweeper finishes it.
+    stuck: bool,
+    /// A provisioning task runs for the warehouse.
+    provisioning: bool,
+}
+
+/// Why a statement cannot queue on a warehouse slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueRefusal {
+    /// Stopped (or otherwise shut down) since its record was read.
+    Moved,
+    Deleted,
+}
+
+/// The slot's generation (see [`WarehouseSlot::generation`]); read it before the record.
+pub(crate) fn generation(shared: &Shared, id: &str) -> u64 {
+    shared
+        .warehouses
+        .lock()
+        .ok()
+        .and_then(|w| w.get(id).map(|s| s.generation))
+        .unwrap_or(0)
+}
+
+/// Queues a statement unless the warehouse was shut down or deleted since `seen_generation`.
+pub(crate) fn enqueue(
+    shared: &Shared,
+    record: &WarehouseRecord,
+    seen_generation: u64,
+    caller: &str,
+    statement_id: &str,
+) -> Result<(), QueueRefusal> {
+    let Ok(mut slots) = shared.warehouses.lock() else {
+        return Err(QueueRefusal::Moved);
+    };
+    let slot = slots.entry(record.id.clone()).or_default();
+    if slot.deleted {
+        return Err(QueueRefusal::Deleted);
+    }
+    if slot.generation != seen_generation {
+        return Err(QueueRefusal::Moved);
+    }
+    slot.workspace_id = record.workspace_id;
+    slot.queue.push(caller.to_owned(), statement_id.to_owned());
+    Ok(())
 }
 
 // ---- validation ----
@@ -487,7 +541,7 @@ pub(crate) async fn edit(
         )
         .await?;
     if sizing_of(&updated) != sizing_of(&record) {
-        resize(&shared, &updated);
+        resize(&shared, &updated).await?;
     }
     note_record(&shared, &updated);
     Ok(json_response(&json!({})))
@@ -495,16 +549,22 @@ pub(crate) async fn edit(
 
 /// A new size takes effect for the statements that start from now on; running ones keep the
 /// compute they started with.
-fn resize(shared: &Shared, record: &WarehouseRecord) {
-    let Ok(mut slots) = shared.warehouses.lock() else {
-        return;
-    };
-    if let Some(slot) = slots.get_mut(&record.id) {
-        if slot.compute.is_some() {
-            shared.engine.release(&record.id);
-            slot.compute = Some(shared.engine.compute(&record.id, &sizing_of(record)));
+async fn resize(shared: &Shared, record: &WarehouseRecord) -> Result<(), ApiError> {
+    let seen = generation(shared, &record.id);
+    if !has_compute(shared, &record.id) {
+        return Ok(());
+    }
+    // `Engine::compute` builds anew for a new sizing (and replaces the old one); the build
+    // runs off the HTTP threads and outside the warehouses' lock.
+    let compute = compute_for(shared, &record.id, sizing_of(record)).await?;
+    if let Ok(mut slots) = shared.warehouses.lock() {
+        if let Some(slot) = slots.get_mut(&record.id) {
+            if slot.compute.is_some() && slot.generation == seen && !slot.deleted {
+                slot.compute = Some(compute);
+            }
         }
     }
+    Ok(())
 }
 
 fn deleted(record: &WarehouseRecord) -> ApiError {
@@ -520,65 +580,109 @@ pub(crate) async fn start(
     Path(id): Path<String>,
 ) -> Result<Response, Failure> {
     let ctx = caller(&shared, claims).await?;
+    let seen = generation(&shared, &id);
     let record = shared
         .control
         .get_warehouse(ctx.workspace_id, &id, ctx.request_id())
         .await?;
     require(&ctx, &record, "CAN_MANAGE")?;
-    start_warehouse(&shared, record, ctx.request_id()).await?;
+    start_warehouse(&shared, record, seen, ctx.request_id()).await?;
     Ok(json_response(&json!({})))
 }
 
-/// STOPPED → STARTING, then provisioning. A warehouse already starting or running is left be.
+/// STOPPED → STARTING, then provisioning; a warehouse left STOPPING has its stop finished
+/// first. A warehouse already starting or running is left be (its compute made present here).
+/// `seen_generation` is the slot's generation read before `record`.
 pub(crate) async fn start_warehouse(
     shared: &Arc<Shared>,
     record: WarehouseRecord,
+    seen_generation: u64,
     request_id: &str,
 ) -> Result<(), ApiError> {
-    match record.state {
-        WarehouseState::Deleted | WarehouseState::Deleting => Err(deleted(&record)),
-        WarehouseState::Stopping => Err(ApiError::new(
-            ErrorCode::InvalidState,
-            format!(
-                "warehouse `{}` is stopping; start it once it has stopped",
-                record.id
-            ),
-        )),
-        WarehouseState::Starting | WarehouseState::Running => {
-            note_record(shared, &record);
-            if record.state == WarehouseState::Running {
-                ensure_compute(shared, &record);
-            } else if !has_compute(shared, &record.id) {
-                // Its provisioning may have been lost with another process: redo it.
-                spawn_provision(shared, record, request_id.to_owned());
+    let mut record = record;
+    let mut seen = seen_generation;
+    // Each turn either ends or follows a state another party (or a finished stop) moved to.
+    for _ in 0..4 {
+        match record.state {
+            WarehouseState::Deleted | WarehouseState::Deleting => return Err(deleted(&record)),
+            WarehouseState::Stopping => {
+                finish_stop(shared, &record, request_id).await?;
             }
-            Ok(())
-        }
-        WarehouseState::Stopped => {
-            let updated = shared
-                .control
-                .update_warehouse(
-                    &record.id,
-                    &WarehouseUpdate {
-                        workspace_id: record.workspace_id,
-                        state: Some(WarehouseState::Starting),
-                        expect_state: Some(WarehouseState::Stopped),
-                        last_activity_ms: Some(now_ms()),
-                        ..WarehouseUpdate::default()
-                    },
-                    request_id,
-                )
-                .await;
-            match updated {
-                Ok(updated) => {
-                    note_record(shared, &updated);
-                    spawn_provision(shared, updated, request_id.to_owned());
-                    Ok(())
+            WarehouseState::Starting | WarehouseState::Running => {
+                note_record(shared, &record);
+                if record.state == WarehouseState::Running {
+                    ensure_compute(shared, &record, seen).await;
+                } else if !has_compute(shared, &record.id) && !is_provisioning(shared, &record.id) {
+                    // Its provisioning may have been lost with another process: redo it.
+                    spawn_provision(shared, record, request_id.to_owned());
                 }
-                // Someone else moved it first; whatever they did, it is no longer stopped.
-                Err(err) if err.code == ErrorCode::Aborted => Ok(()),
-                Err(err) => Err(err),
+                return Ok(());
             }
+            WarehouseState::Stopped => {
+                let updated = shared
+                    .control
+                    .update_warehouse(
+                        &record.id,
+                        &WarehouseUpdate {
+                            workspace_id: record.workspace_id,
+                            state: Some(WarehouseState::Starting),
+                            expect_state: Some(WarehouseState::Stopped),
+                            last_activity_ms: Some(now_ms()),
+                            ..WarehouseUpdate::default()
+                        },
+                        request_id,
+                    )
+                    .await;
+                match updated {
+                    Ok(updated) => {
+                        note_record(shared, &updated);
+                        spawn_provision(shared, updated, request_id.to_owned());
+                        return Ok(());
+                    }
+                    // Someone else moved it first: follow where it went.
+                    Err(err) if err.code == ErrorCode::Aborted => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        seen = generation(shared, &record.id);
+        record = shared
+            .control
+            .get_warehouse(record.workspace_id, &record.id, request_id)
+            .await?;
+    }
+    Err(ApiError::new(
+        ErrorCode::Aborted,
+        format!(
+            "warehouse `{}` kept changing state ({}); try again",
+            record.id,
+            state_name(record.state)
+        ),
+    ))
+}
+
+/// The API's name of a state (`RUNNING`, ...).
+pub(crate) fn state_name(state: WarehouseState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{state:?}").to_uppercase())
+}
+
+fn is_provisioning(shared: &Shared, id: &str) -> bool {
+    shared
+        .warehouses
+        .lock()
+        .ok()
+        .is_some_and(|w| w.get(id).is_some_and(|s| s.provisioning))
+}
+
+fn set_stuck(shared: &Shared, id: &str, stuck: bool) {
+    if let Ok(mut slots) = shared.warehouses.lock() {
+        if let Some(slot) = slots.get_mut(id) {
+            slot.stuck = stuck;
+        } else if stuck {
+            slots.entry(id.to_owned()).or_default().stuck = true;
         }
     }
 }
@@ -595,6 +699,15 @@ fn has_compute(shared: &Shared, id: &str) -> bool {
 pub(crate) fn note_record(shared: &Shared, record: &WarehouseRecord) {
     if let Ok(mut slots) = shared.warehouses.lock() {
         let slot = slots.entry(record.id.clone()).or_default();
+        if matches!(
+            record.state,
+            WarehouseState::Deleted | WarehouseState::Deleting
+        ) {
+            slot.deleted = true;
+        }
+        if slot.deleted {
+            return;
+        }
         slot.workspace_id = record.workspace_id;
         slot.auto_stop_mins = auto_stop_mins_of(record);
         slot.last_activity_ms = slot.last_activity_ms.max(record.last_activity_ms);
@@ -603,17 +716,34 @@ pub(crate) fn note_record(shared: &Shared, record: &WarehouseRecord) {
 }
 
 /// The compute of a warehouse the control plane says runs (after a restart, say, this process
-/// may not have it yet).
-pub(crate) fn ensure_compute(shared: &Arc<Shared>, record: &WarehouseRecord) {
+/// may not have it yet), unless the warehouse was shut down here since `seen_generation`.
+pub(crate) async fn ensure_compute(
+    shared: &Arc<Shared>,
+    record: &WarehouseRecord,
+    seen_generation: u64,
+) {
+    if has_compute(shared, &record.id) {
+        statements::dispatch(shared, &record.id);
+        return;
+    }
+    let compute = match compute_for(shared, &record.id, sizing_of(record)).await {
+        Ok(compute) => compute,
+        Err(err) => {
+            tracing::error!(warehouse = %record.id, error = %err, "cannot build the warehouse's compute");
+            return;
+        }
+    };
     let added = match shared.warehouses.lock() {
         Ok(mut slots) => {
             let slot = slots.entry(record.id.clone()).or_default();
-            slot.workspace_id = record.workspace_id;
-            if slot.compute.is_none() {
-                slot.compute = Some(shared.engine.compute(&record.id, &sizing_of(record)));
-                true
-            } else {
+            if slot.deleted || slot.generation != seen_generation {
                 false
+            } else {
+                slot.workspace_id = record.workspace_id;
+                if slot.compute.is_none() {
+                    slot.compute = Some(compute);
+                }
+                true
             }
         }
         Err(_) => false,
@@ -623,56 +753,115 @@ pub(crate) fn ensure_compute(shared: &Arc<Shared>, record: &WarehouseRecord) {
     }
 }
 
+/// Provisioning: STARTING → RUNNING once the compute exists. Retried a few times; when it gives
+/// up, the statements waiting on the warehouse fail and the sweeper tries again later.
 fn spawn_provision(shared: &Arc<Shared>, record: WarehouseRecord, request_id: String) {
+    let seen = match shared.warehouses.lock() {
+        Ok(mut slots) => {
+            let slot = slots.entry(record.id.clone()).or_default();
+            if slot.deleted || slot.provisioning {
+                return;
+            }
+            slot.provisioning = true;
+            slot.generation
+        }
+        Err(_) => return,
+    };
     let shared = shared.clone();
     shared.io.clone().spawn(async move {
-        let compute = shared.engine.compute(&record.id, &sizing_of(&record));
-        let mut attempt = 0;
-        loop {
-            let result = shared
-                .control
-                .update_warehouse(
-                    &record.id,
-                    &WarehouseUpdate {
-                        workspace_id: record.workspace_id,
-                        state: Some(WarehouseState::Running),
-                        expect_state: Some(WarehouseState::Starting),
-                        last_activity_ms: Some(now_ms()),
-                        ..WarehouseUpdate::default()
-                    },
-                    &request_id,
-                )
-                .await;
-            match result {
-                Ok(updated) => {
-                    if let Ok(mut slots) = shared.warehouses.lock() {
-                        let slot = slots.entry(updated.id.clone()).or_default();
-                        slot.workspace_id = updated.workspace_id;
-                        slot.compute = Some(compute);
-                        slot.last_activity_ms = now_ms();
-                        slot.pushed_activity_ms = slot.last_activity_ms;
-                        slot.auto_stop_mins = auto_stop_mins_of(&updated);
+        let outcome = provision(&shared, &record, seen, &request_id).await;
+        let waiting = match shared.warehouses.lock() {
+            Ok(mut slots) => match slots.get_mut(&record.id) {
+                Some(slot) => {
+                    slot.provisioning = false;
+                    slot.stuck = outcome.is_err();
+                    if outcome.is_err() {
+                        slot.queue.drain()
+                    } else {
+                        Vec::new()
                     }
-                    statements::dispatch(&shared, &updated.id);
-                    return;
                 }
-                // Stopped or deleted while starting: nothing to run.
-                Err(err) if err.code == ErrorCode::Aborted => {
-                    tracing::info!(warehouse = %record.id, "warehouse left STARTING before it was provisioned");
-                    return;
-                }
-                Err(err) if attempt < 5 => {
-                    attempt += 1;
-                    tracing::warn!(warehouse = %record.id, error = %err, "cannot mark the warehouse running; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-                }
-                Err(err) => {
-                    tracing::error!(warehouse = %record.id, error = %err, "giving up provisioning the warehouse");
-                    return;
+                None => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        match outcome {
+            Ok(true) => statements::dispatch(&shared, &record.id),
+            Ok(false) => {}
+            Err(err) => {
+                let error = SqlError::new(
+                    "TEMPORARILY_UNAVAILABLE",
+                    format!(
+                        "warehouse `{}` could not be started ({}); try again later",
+                        record.id, err.message
+                    ),
+                );
+                for id in waiting {
+                    statements::fail_by_id(&shared, &id, error.clone());
                 }
             }
         }
     });
+}
+
+/// Marks the warehouse RUNNING and installs its compute: `Ok(true)` when it runs here,
+/// `Ok(false)` when it left STARTING (stopped or deleted meanwhile), `Err` after the retries.
+async fn provision(
+    shared: &Arc<Shared>,
+    record: &WarehouseRecord,
+    seen: u64,
+    request_id: &str,
+) -> Result<bool, ApiError> {
+    let compute = compute_for(shared, &record.id, sizing_of(record)).await?;
+    let mut attempt = 0;
+    loop {
+        let result = shared
+            .control
+            .update_warehouse(
+                &record.id,
+                &WarehouseUpdate {
+                    workspace_id: record.workspace_id,
+                    state: Some(WarehouseState::Running),
+                    expect_state: Some(WarehouseState::Starting),
+                    last_activity_ms: Some(now_ms()),
+                    ..WarehouseUpdate::default()
+                },
+                request_id,
+            )
+            .await;
+        match result {
+            Ok(updated) => {
+                let Ok(mut slots) = shared.warehouses.lock() else {
+                    return Ok(false);
+                };
+                let slot = slots.entry(updated.id.clone()).or_default();
+                if slot.deleted || slot.generation != seen {
+                    // Stopped here after it was marked running: the stop wins.
+                    return Ok(false);
+                }
+                slot.workspace_id = updated.workspace_id;
+                slot.compute = Some(compute);
+                slot.last_activity_ms = now_ms();
+                slot.pushed_activity_ms = slot.last_activity_ms;
+                slot.auto_stop_mins = auto_stop_mins_of(&updated);
+                return Ok(true);
+            }
+            // Stopped or deleted while starting: nothing to run.
+            Err(err) if err.code == ErrorCode::Aborted => {
+                tracing::info!(warehouse = %record.id, "warehouse left STARTING before it was provisioned");
+                return Ok(false);
+            }
+            Err(err) if attempt < 5 => {
+                attempt += 1;
+                tracing::warn!(warehouse = %record.id, error = %err, "cannot mark the warehouse running; retrying");
+                tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+            }
+            Err(err) => {
+                tracing::error!(warehouse = %record.id, error = %err, "giving up provisioning the warehouse");
+                return Err(err);
+            }
+        }
+    }
 }
 
 pub(crate) async fn stop(
@@ -690,7 +879,8 @@ pub(crate) async fn stop(
     Ok(json_response(&json!({})))
 }
 
-/// RUNNING or STARTING → STOPPING → STOPPED, cancelling the warehouse's statements.
+/// RUNNING or STARTING → STOPPING → STOPPED, cancelling the warehouse's statements; a
+/// warehouse left STOPPING (its STOPPED update failed) has its stop finished.
 pub(crate) async fn stop_warehouse(
     shared: &Arc<Shared>,
     record: &WarehouseRecord,
@@ -698,7 +888,8 @@ pub(crate) async fn stop_warehouse(
 ) -> Result<(), ApiError> {
     let from = match record.state {
         WarehouseState::Running | WarehouseState::Starting => record.state,
-        WarehouseState::Stopped | WarehouseState::Stopping => return Ok(()),
+        WarehouseState::Stopping => return finish_stop(shared, record, request_id).await,
+        WarehouseState::Stopped => return Ok(()),
         WarehouseState::Deleted | WarehouseState::Deleting => return Err(deleted(record)),
     };
     let moved = shared
@@ -719,8 +910,18 @@ pub(crate) async fn stop_warehouse(
         Err(err) if err.code == ErrorCode::Aborted => return Ok(()),
         Err(err) => return Err(err),
     }
+    finish_stop(shared, record, request_id).await
+}
+
+/// STOPPING → STOPPED: cancels the warehouse's statements, releases its compute, records the
+/// state. When the record cannot be written, the warehouse is left for the sweeper to finish.
+async fn finish_stop(
+    shared: &Arc<Shared>,
+    record: &WarehouseRecord,
+    request_id: &str,
+) -> Result<(), ApiError> {
     shut_down(shared, &record.id, "the warehouse was stopped");
-    shared
+    let stopped = shared
         .control
         .update_warehouse(
             &record.id,
@@ -732,30 +933,38 @@ pub(crate) async fn stop_warehouse(
             },
             request_id,
         )
-        .await
-        .map(|_| ())
-        .or_else(|err| {
-            if err.code == ErrorCode::Aborted {
-                Ok(())
-            } else {
-                Err(err)
-            }
-        })
+        .await;
+    match stopped {
+        // Aborted: someone else finished (or undid) the stop.
+        Ok(_) => {
+            set_stuck(shared, &record.id, false);
+            Ok(())
+        }
+        Err(err) if err.code == ErrorCode::Aborted => {
+            set_stuck(shared, &record.id, false);
+            Ok(())
+        }
+        Err(err) => {
+            tracing::warn!(warehouse = %record.id, error = %err, "cannot mark the warehouse stopped; the sweeper will retry");
+            set_stuck(shared, &record.id, true);
+            Err(err)
+        }
+    }
 }
 
-/// Cancels the warehouse's statements and releases its compute.
+/// Cancels the warehouse's statements and releases its compute; the slot's generation moves so
+/// that nothing read before this brings the compute back.
 fn shut_down(shared: &Arc<Shared>, id: &str, reason: &str) {
     let (queued, running) = match shared.warehouses.lock() {
-        Ok(mut slots) => match slots.get_mut(id) {
-            Some(slot) => {
-                slot.compute = None;
-                (
-                    slot.queue.drain(),
-                    slot.running.iter().cloned().collect::<Vec<_>>(),
-                )
-            }
-            None => (Vec::new(), Vec::new()),
-        },
+        Ok(mut slots) => {
+            let slot = slots.entry(id.to_owned()).or_default();
+            slot.compute = None;
+            slot.generation += 1;
+            (
+                slot.queue.drain(),
+                slot.running.iter().cloned().collect::<Vec<_>>(),
+            )
+        }
         Err(_) => (Vec::new(), Vec::new()),
     };
     for statement in queued.iter().chain(running.iter()) {
@@ -789,8 +998,21 @@ pub(crate) async fn delete(
                 ctx.request_id(),
             )
             .await?;
-        if let Ok(mut slots) = shared.warehouses.lock() {
-            slots.remove(&record.id);
+        // The slot stays as a tombstone: a statement that read the record before the delete
+        // must find it deleted, not a fresh slot to queue on.
+        let queued = match shared.warehouses.lock() {
+            Ok(mut slots) => {
+                let slot = slots.entry(record.id.clone()).or_default();
+                slot.deleted = true;
+                slot.compute = None;
+                slot.stuck = false;
+                slot.generation += 1;
+                slot.queue.drain()
+            }
+            Err(_) => Vec::new(),
+        };
+        for statement in queued {
+            statements::cancel_by_id(&shared, &statement, "the warehouse was deleted");
         }
     }
     Ok(json_response(&json!({})))
@@ -848,6 +1070,46 @@ pub fn idle_expired(
             >= auto_stop_mins.saturating_mul(i64::try_from(minute_ms).unwrap_or(i64::MAX))
 }
 
+/// Finishes transitions this process began and could not complete: a warehouse left
+/// STOPPING has its stop finished, one left STARTING is provisioned again.
+pub(crate) async fn retry_stuck(shared: &Arc<Shared>) {
+    let stuck: Vec<(String, i64)> = match shared.warehouses.lock() {
+        Ok(slots) => slots
+            .iter()
+            .filter(|(_, s)| s.stuck && !s.deleted && !s.provisioning)
+            .map(|(id, s)| (id.clone(), s.workspace_id))
+            .collect(),
+        Err(_) => return,
+    };
+    for (id, workspace_id) in stuck {
+        let record = match shared
+            .control
+            .get_warehouse(workspace_id, &id, "runtime-retry")
+            .await
+        {
+            Ok(record) => record,
+            Err(err) => {
+                tracing::warn!(warehouse = %id, error = %err, "cannot read a stuck warehouse");
+                continue;
+            }
+        };
+        match record.state {
+            WarehouseState::Stopping => {
+                if let Err(err) = finish_stop(shared, &record, "runtime-retry").await {
+                    tracing::warn!(warehouse = %id, error = %err, "finishing the stop failed again");
+                }
+            }
+            WarehouseState::Starting if !has_compute(shared, &id) => {
+                spawn_provision(shared, record, "runtime-retry".to_owned());
+            }
+            _ => {
+                set_stuck(shared, &id, false);
+                note_record(shared, &record);
+            }
+        }
+    }
+}
+
 /// Stops running warehouses that have been idle for their `auto_stop_mins`.
 pub(crate) async fn auto_stop(shared: &Arc<Shared>) {
     let now = now_ms();
@@ -855,6 +1117,7 @@ pub(crate) async fn auto_stop(shared: &Arc<Shared>) {
     let candidates: Vec<(String, i64)> = match shared.warehouses.lock() {
         Ok(slots) => slots
             .iter()
+            .filter(|(_, s)| !s.deleted)
             .filter(|(_, s)| s.compute.is_some() && s.running.is_empty() && s.queue.is_empty())
             .filter(|(_, s)| idle_expired(s.auto_stop_mins, s.last_activity_ms, now, minute))
             .map(|(id, s)| (id.clone(), s.workspace_id))
@@ -901,6 +1164,7 @@ pub(crate) async fn auto_stop(shared: &Arc<Shared>) {
             if held && record.state != WarehouseState::Starting {
                 shut_down(shared, &id, "the warehouse was stopped");
             }
+            note_record(shared, &record);
         } else {
             note_record(shared, &record);
         }

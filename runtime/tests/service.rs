@@ -44,6 +44,11 @@ struct Fake {
     warehouses: Vec<WarehouseRecord>,
     catalog: CatalogSnapshot,
     next_id: u64,
+    /// Failure injection: this many updates to STOPPED (resp. RUNNING) fail with a 500.
+    fail_stopped: u32,
+    fail_running: u32,
+    /// Delay of each catalog snapshot answer.
+    catalog_delay_ms: u64,
 }
 
 #[derive(Clone)]
@@ -88,6 +93,10 @@ fn versioned(state: &FakeState, value: Value) -> Response {
 async fn catalog(State(s): State<FakeState>, headers: HeaderMap) -> Response {
     if let Err(r) = checked(&s, &headers) {
         return r;
+    }
+    let delay = s.inner.lock().unwrap().catalog_delay_ms;
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let snapshot = {
         let fake = s.inner.lock().unwrap();
@@ -337,6 +346,24 @@ async fn update_warehouse(
     }
     let result = {
         let mut fake = s.inner.lock().unwrap();
+        let injected = match update.state {
+            Some(WarehouseState::Stopped) if fake.fail_stopped > 0 => {
+                fake.fail_stopped -= 1;
+                true
+            }
+            Some(WarehouseState::Running) if fake.fail_running > 0 => {
+                fake.fail_running -= 1;
+                true
+            }
+            _ => false,
+        };
+        if injected {
+            return err(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "injected failure",
+            );
+        }
         fake.version += 1;
         match fake.warehouses.iter_mut().find(|w| w.id == id) {
             None => Err(err(
@@ -457,7 +484,7 @@ fn principal(id: &str, user: &str, admin: bool) -> PrincipalRecord {
     }
 }
 
-async fn start_fake(key: AssertionKey) -> SocketAddr {
+async fn start_fake(key: AssertionKey) -> (SocketAddr, Arc<Mutex<Fake>>) {
     let principals: HashMap<String, PrincipalRecord> = [
         principal("1", "admin@x.com", true),
         principal("2", "alice@x.com", false),
@@ -466,11 +493,12 @@ async fn start_fake(key: AssertionKey) -> SocketAddr {
     .into_iter()
     .map(|p| (p.user_name.clone(), p))
     .collect();
+    let fake = Arc::new(Mutex::new(Fake {
+        version: 1,
+        ..Fake::default()
+    }));
     let state = FakeState {
-        inner: Arc::new(Mutex::new(Fake {
-            version: 1,
-            ..Fake::default()
-        })),
+        inner: fake.clone(),
         key,
         principals: Arc::new(principals),
     };
@@ -489,13 +517,14 @@ async fn start_fake(key: AssertionKey) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    (addr, fake)
 }
 
 // ---- the runtime and a client ----
 
 struct Harness {
     addr: SocketAddr,
+    fake: Arc<Mutex<Fake>>,
     master: MasterSecret,
     http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     _dir: tempfile::TempDir,
@@ -503,7 +532,7 @@ struct Harness {
 
 async fn harness(config: Config) -> Harness {
     let master = MasterSecret::generate();
-    let control = start_fake(master.key_for(Audience::DataPlane)).await;
+    let (control, fake) = start_fake(master.key_for(Audience::DataPlane)).await;
     let dir = tempfile::tempdir().unwrap();
     let runtime = Runtime::new(RuntimeDeps {
         key: master.key_for(Audience::Runtime),
@@ -518,6 +547,7 @@ async fn harness(config: Config) -> Harness {
     tokio::spawn(runtime.serve(listener, std::future::pending()));
     Harness {
         addr,
+        fake,
         master,
         http: Client::builder(TokioExecutor::new()).build_http(),
         _dir: dir,
@@ -1084,4 +1114,376 @@ async fn grants_api_reads_and_changes_grants() {
         )
         .await;
     assert_eq!(r.status, 404, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_are_shown_only_to_those_who_may_see_them() {
+    let h = harness(test_config()).await;
+    let path = "/api/2.1/unity-catalog/permissions/catalog/main";
+    // Seeds the catalog; `main` belongs to `admins` and nothing on it is granted to Alice.
+    let r = h.call("admin@x.com", "GET", path, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Invisible to Alice: exactly as a missing catalog.
+    let hidden = h.call("alice@x.com", "GET", path, None).await;
+    let missing = h
+        .call(
+            "alice@x.com",
+            "GET",
+            "/api/2.1/unity-catalog/permissions/catalog/nope",
+            None,
+        )
+        .await;
+    assert_eq!(hidden.status, 404, "{}", hidden.body);
+    assert_eq!(hidden.body["error_code"], missing.body["error_code"]);
+    let patch = h
+        .call(
+            "alice@x.com",
+            "PATCH",
+            path,
+            Some(json!({"changes": [{"principal": "alice@x.com", "add": ["USE_CATALOG"]}]})),
+        )
+        .await;
+    assert_eq!(patch.status, 404, "{}", patch.body);
+
+    let r = h
+        .call(
+            "admin@x.com",
+            "PATCH",
+            path,
+            Some(json!({"changes": [
+                {"principal": "alice@x.com", "add": ["USE_CATALOG"]},
+                {"principal": "bob@x.com", "add": ["USE_CATALOG", "USE_SCHEMA"]},
+            ]})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Alice now sees the catalog, but only her own assignment; the admin sees all of them.
+    let alice = h.call("alice@x.com", "GET", path, None).await;
+    assert_eq!(alice.status, 200, "{}", alice.body);
+    assert_eq!(
+        alice.body["privilege_assignments"],
+        json!([{"principal": "alice@x.com", "privileges": ["USE_CATALOG"]}])
+    );
+    let filtered = h
+        .call(
+            "alice@x.com",
+            "GET",
+            &format!("{path}?principal=bob@x.com"),
+            None,
+        )
+        .await;
+    assert_eq!(filtered.body["privilege_assignments"], json!([]));
+    let admin = h.call("admin@x.com", "GET", path, None).await;
+    let principals: Vec<&str> = admin.body["privilege_assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["principal"].as_str().unwrap())
+        .collect();
+    assert!(
+        principals.contains(&"alice@x.com") && principals.contains(&"bob@x.com"),
+        "{}",
+        admin.body
+    );
+    // Group grants count as the caller's: `users` holds privileges on `samples`.
+    let samples = h
+        .call(
+            "alice@x.com",
+            "GET",
+            "/api/2.1/unity-catalog/permissions/catalog/samples",
+            None,
+        )
+        .await;
+    assert_eq!(samples.status, 200, "{}", samples.body);
+    assert_eq!(
+        samples.body["privilege_assignments"][0]["principal"], "users",
+        "{}",
+        samples.body
+    );
+}
+
+fn quiet_sweeper() -> Config {
+    Config {
+        idle_check_interval_ms: 600_000,
+        ..test_config()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warehouse_left_stopping_can_be_stopped_and_started() {
+    let h = harness(quiet_sweeper()).await;
+    let id = h.create_warehouse("alice@x.com", "wh", 0).await;
+    let stop_path = format!("/api/2.0/sql/warehouses/{id}/stop");
+    let start_path = format!("/api/2.0/sql/warehouses/{id}/start");
+
+    // The STOPPED update fails: the warehouse is left STOPPING; starting it finishes the stop
+    // and starts it.
+    h.fake.lock().unwrap().fail_stopped = 1;
+    let stop = h.call("alice@x.com", "POST", &stop_path, None).await;
+    assert_ne!(stop.status, 200, "{}", stop.body);
+    h.wait_state("alice@x.com", &id, "STOPPING").await;
+    let start = h.call("alice@x.com", "POST", &start_path, None).await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    h.wait_state("alice@x.com", &id, "RUNNING").await;
+
+    // Again; this time stopping it again finishes the stop.
+    h.fake.lock().unwrap().fail_stopped = 1;
+    let stop = h.call("alice@x.com", "POST", &stop_path, None).await;
+    assert_ne!(stop.status, 200, "{}", stop.body);
+    h.wait_state("alice@x.com", &id, "STOPPING").await;
+    let stop = h.call("alice@x.com", "POST", &stop_path, None).await;
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    h.wait_state("alice@x.com", &id, "STOPPED").await;
+
+    // And a statement on a warehouse left STOPPING starts it too.
+    let start = h.call("alice@x.com", "POST", &start_path, None).await;
+    assert_eq!(start.status, 200, "{}", start.body);
+    h.wait_state("alice@x.com", &id, "RUNNING").await;
+    h.fake.lock().unwrap().fail_stopped = 1;
+    let stop = h.call("alice@x.com", "POST", &stop_path, None).await;
+    assert_ne!(stop.status, 200, "{}", stop.body);
+    let r = h
+        .execute(
+            "alice@x.com",
+            json!({"statement": "SELECT 1 AS x", "warehouse_id": id}),
+        )
+        .await;
+    assert_eq!(r.body["status"]["state"], "SUCCEEDED", "{}", r.body);
+    h.wait_state("alice@x.com", &id, "RUNNING").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_finishes_a_stop_left_half_done() {
+    let h = harness(test_config()).await;
+    let id = h.create_warehouse("alice@x.com", "wh", 0).await;
+    h.fake.lock().unwrap().fail_stopped = 1;
+    let stop = h
+        .call(
+            "alice@x.com",
+            "POST",
+            &format!("/api/2.0/sql/warehouses/{id}/stop"),
+            None,
+        )
+        .await;
+    assert_ne!(stop.status, 200, "{}", stop.body);
+    h.wait_state("alice@x.com", &id, "STOPPED").await;
+}
+
+/// Runs `statement` on the warehouse while the catalog answers slowly, and `meanwhile` once the
+/// statement has read the warehouse's record (but before it queues).
+async fn execute_racing(h: &Harness, wh: &str, meanwhile: &str) -> (Reply, Reply) {
+    {
+        let mut fake = h.fake.lock().unwrap();
+        fake.catalog_delay_ms = 800;
+        // A new version: the runtime's cached snapshot is stale, so it asks (slowly).
+        fake.version += 1;
+    }
+    let run = h.execute(
+        "alice@x.com",
+        json!({"statement": "SELECT 1 AS x", "warehouse_id": wh, "wait_timeout": "30s"}),
+    );
+    let other = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let method = if meanwhile == "delete" {
+            "DELETE"
+        } else {
+            "POST"
+        };
+        let path = if meanwhile == "delete" {
+            format!("/api/2.0/sql/warehouses/{wh}")
+        } else {
+            format!("/api/2.0/sql/warehouses/{wh}/{meanwhile}")
+        };
+        let r = h.call("alice@x.com", method, &path, None).await;
+        h.fake.lock().unwrap().catalog_delay_ms = 0;
+        r
+    };
+    tokio::join!(run, other)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_racing_a_stop_restarts_the_warehouse_properly() {
+    let h = harness(quiet_sweeper()).await;
+    let wh = h.create_warehouse("alice@x.com", "wh", 0).await;
+    let (r, stop) = execute_racing(&h, &wh, "stop").await;
+    assert_eq!(stop.status, 200, "{}", stop.body);
+    assert_eq!(r.body["status"]["state"], "SUCCEEDED", "{}", r.body);
+    // It ran on a warehouse started again through the control plane, not on compute the stop
+    // had released.
+    let info = h
+        .call(
+            "alice@x.com",
+            "GET",
+            &format!("/api/2.0/sql/warehouses/{wh}"),
+            None,
+        )
+        .await;
+    assert_eq!(info.body["state"], "RUNNING", "{}", info.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_racing_a_delete_fails() {
+    let h = harness(quiet_sweeper()).await;
+    let wh = h.create_warehouse("alice@x.com", "wh", 0).await;
+    let (r, delete) = execute_racing(&h, &wh, "delete").await;
+    assert_eq!(delete.status, 200, "{}", delete.body);
+    assert_eq!(r.body["status"]["state"], "FAILED", "{}", r.body);
+    let message = r.body["status"]["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&wh) && message.contains("DELETED"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_fail_when_their_warehouse_cannot_start() {
+    let h = harness(test_config()).await;
+    h.fake.lock().unwrap().fail_running = 1000;
+    let r = h
+        .call(
+            "alice@x.com",
+            "POST",
+            "/api/2.0/sql/warehouses",
+            Some(json!({"name": "broken", "cluster_size": "2X-Small", "auto_stop_mins": 0})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let wh = r.body["id"].as_str().unwrap().to_owned();
+    let r = h
+        .execute(
+            "alice@x.com",
+            json!({"statement": "SELECT 1 AS x", "warehouse_id": wh, "wait_timeout": "0s"}),
+        )
+        .await;
+    assert_eq!(r.body["status"]["state"], "PENDING", "{}", r.body);
+    let id = r.body["statement_id"].as_str().unwrap().to_owned();
+    let done = h
+        .poll_until_done("alice@x.com", &id, Duration::from_secs(20))
+        .await;
+    assert_eq!(done["status"]["state"], "FAILED", "{done}");
+    assert_eq!(
+        done["status"]["error"]["error_code"], "TEMPORARILY_UNAVAILABLE",
+        "{done}"
+    );
+    // Once the control plane answers again, the sweeper provisions it.
+    h.fake.lock().unwrap().fail_running = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = h
+            .call(
+                "alice@x.com",
+                "GET",
+                &format!("/api/2.0/sql/warehouses/{wh}"),
+                None,
+            )
+            .await;
+        if r.body["state"] == "RUNNING" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never RUNNING: {}", r.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_pending_past_the_retention_fail() {
+    let h = harness(Config {
+        statement_retention_secs: 1,
+        ..test_config()
+    })
+    .await;
+    h.fake.lock().unwrap().fail_running = 1000;
+    let r = h
+        .call(
+            "alice@x.com",
+            "POST",
+            "/api/2.0/sql/warehouses",
+            Some(json!({"name": "slow", "cluster_size": "2X-Small", "auto_stop_mins": 0})),
+        )
+        .await;
+    let wh = r.body["id"].as_str().unwrap().to_owned();
+    let r = h
+        .execute(
+            "alice@x.com",
+            json!({"statement": "SELECT 1 AS x", "warehouse_id": wh, "wait_timeout": "0s"}),
+        )
+        .await;
+    let id = r.body["statement_id"].as_str().unwrap().to_owned();
+    let done = h
+        .poll_until_done("alice@x.com", &id, Duration::from_secs(4))
+        .await;
+    assert_eq!(done["status"]["state"], "FAILED", "{done}");
+    assert!(
+        done["status"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without starting"),
+        "{done}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoke_reaches_a_statement_waiting_in_the_queue() {
+    let h = harness(test_config()).await;
+    // 2X-Small runs one statement at a time.
+    let wh = h.create_warehouse("alice@x.com", "wh", 0).await;
+    let long = h
+        .execute(
+            "alice@x.com",
+            json!({"statement": "SELECT count(*) FROM generate_series(1, 100000000) a \
+                                 CROSS JOIN generate_series(1, 100000000) b",
+                   "warehouse_id": wh, "wait_timeout": "0s"}),
+        )
+        .await;
+    let long_id = long.body["statement_id"].as_str().unwrap().to_owned();
+    let queued = h
+        .execute(
+            "alice@x.com",
+            json!({"statement": "SELECT count(*) FROM samples.tpch.nation",
+                   "warehouse_id": wh, "wait_timeout": "0s"}),
+        )
+        .await;
+    assert_eq!(queued.body["status"]["state"], "PENDING", "{}", queued.body);
+    let queued_id = queued.body["statement_id"].as_str().unwrap().to_owned();
+    // Revoked while it waits.
+    let revoke = h
+        .call(
+            "admin@x.com",
+            "PATCH",
+            "/api/2.1/unity-catalog/permissions/catalog/samples",
+            Some(json!({"changes": [{"principal": "users", "remove": ["SELECT"]}]})),
+        )
+        .await;
+    assert_eq!(revoke.status, 200, "{}", revoke.body);
+    let cancel = h
+        .call(
+            "alice@x.com",
+            "POST",
+            &format!("/api/2.0/sql/statements/{long_id}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(cancel.status, 200);
+    let done = h
+        .poll_until_done("alice@x.com", &queued_id, Duration::from_secs(20))
+        .await;
+    assert_eq!(done["status"]["state"], "FAILED", "{done}");
+    assert_eq!(
+        done["status"]["error"]["error_code"], "PERMISSION_DENIED",
+        "{done}"
+    );
+    // A refused execute names what it attempted for the audit record.
+    let denied = h
+        .execute(
+            "alice@x.com",
+            json!({"statement": "SELECT count(*) FROM samples.tpch.nation", "warehouse_id": wh}),
+        )
+        .await;
+    assert_eq!(denied.body["status"]["state"], "FAILED", "{}", denied.body);
+    let touched = denied
+        .headers
+        .get(TOUCHED_HEADER)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(touched.contains("samples.tpch.nation"), "{touched:?}");
 }

@@ -5,7 +5,8 @@
 //! Script format (records separated by blank lines; `#` starts a comment line):
 //!
 //! ```text
-//! user <admin|alice|bob>            switch the caller
+//! user <admin|alice|bob|admin2>     switch the caller (admin2: the admin of workspace 2,
+//!                                   whose catalog is a second fake control plane's)
 //! defaults <catalog> <schema>       the statement's default catalog and schema
 //! param <name> <TYPE|-> <value|NULL> a parameter for the next statement (`-`: no type)
 //! write <path in lake>              the following lines become that file
@@ -37,6 +38,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const WS: i64 = 1;
+/// A second workspace sharing the lake.
+const WS2: i64 = 2;
 
 /// The control plane's catalog semantics, in memory.
 struct FakeControlPlane {
@@ -231,18 +234,22 @@ impl CatalogWriter for Writer {
 }
 
 fn caller(name: &str, admin: bool) -> Caller {
+    caller_in(name, admin, WS)
+}
+
+fn caller_in(name: &str, admin: bool, ws: i64) -> Caller {
     let user_name = format!("{name}@example.com");
     let id = format!("{}", 100 + name.len());
     let mut groups = vec![GroupRecord {
-        id: "g-users".into(),
+        id: format!("g-users-{ws}"),
         display_name: "users".into(),
-        workspace_id: Some(WS),
+        workspace_id: Some(ws),
     }];
     if admin {
         groups.push(GroupRecord {
-            id: "g-admins".into(),
+            id: format!("g-admins-{ws}"),
             display_name: "admins".into(),
-            workspace_id: Some(WS),
+            workspace_id: Some(ws),
         });
     }
     Caller {
@@ -255,7 +262,7 @@ fn caller(name: &str, admin: bool) -> Caller {
             kind: PrincipalKind::User,
             user_name: user_name.clone(),
             groups: groups.iter().map(|g| g.id.clone()).collect(),
-            workspace_id: Some(WS),
+            workspace_id: Some(ws),
             account_id: "acct".into(),
             token_id: Some("tok".into()),
             auth_method: "pat".into(),
@@ -269,10 +276,10 @@ fn caller(name: &str, admin: bool) -> Caller {
             display_name: name.into(),
             active: true,
             groups,
-            token_use_workspaces: vec![WS],
+            token_use_workspaces: vec![ws],
         },
-        workspace_id: WS,
-        workspace_name: "ws".into(),
+        workspace_id: ws,
+        workspace_name: format!("ws{ws}"),
     }
 }
 
@@ -281,6 +288,8 @@ struct Harness {
     lake: PathBuf,
     engine: Engine,
     control: Arc<FakeControlPlane>,
+    /// Workspace 2's catalog.
+    control2: Arc<FakeControlPlane>,
     policies: PolicyBundle,
     compute: Arc<Compute>,
     callers: HashMap<String, Caller>,
@@ -313,12 +322,16 @@ impl Harness {
             .await
             .unwrap()
             .unwrap();
-        let control = Arc::new(FakeControlPlane {
-            snapshot: Mutex::new(CatalogSnapshot::default()),
-        });
-        for change in engine.seed_changes() {
-            control.apply_now(change).unwrap();
-        }
+        let seeded = || {
+            let control = Arc::new(FakeControlPlane {
+                snapshot: Mutex::new(CatalogSnapshot::default()),
+            });
+            for change in engine.seed_changes() {
+                control.apply_now(change).unwrap();
+            }
+            control
+        };
+        let (control, control2) = (seeded(), seeded());
         let policies = PolicyBundle::load_dir(
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policies"),
         )
@@ -335,25 +348,38 @@ impl Harness {
             ("admin".to_owned(), caller("admin", true)),
             ("alice".to_owned(), caller("alice", false)),
             ("bob".to_owned(), caller("bob", false)),
+            ("admin2".to_owned(), caller_in("admin2", true, WS2)),
         ]);
         Harness {
             _dir: dir,
             lake,
             engine,
             control,
+            control2,
             policies,
             compute,
             callers,
         }
     }
 
+    fn control_of(&self, caller: &Caller) -> &Arc<FakeControlPlane> {
+        if caller.workspace_id == WS2 {
+            &self.control2
+        } else {
+            &self.control
+        }
+    }
+
     fn context(&self, user: &str, compute: &Arc<Compute>) -> StatementContext {
+        let caller = self.callers[user].clone();
+        let control = self.control_of(&caller).clone();
+        let snapshot = Arc::new(control.snapshot.lock().unwrap().clone());
         StatementContext {
-            caller: self.callers[user].clone(),
-            snapshot: Arc::new(self.control.snapshot.lock().unwrap().clone()),
+            caller,
+            snapshot,
             policies: self.policies.clone(),
             compute: compute.clone(),
-            writer: Arc::new(Writer(self.control.clone())),
+            writer: Arc::new(Writer(control)),
         }
     }
 
@@ -697,4 +723,133 @@ async fn touched_records_every_authorized_securable() {
         .unwrap()
         .unwrap();
     assert_eq!(count_files(&h.lake.join("samples/tpch")), 8);
+}
+
+/// `CREATE TABLE IF NOT EXISTS` prepared while the table did not exist, run after it was
+/// created and filled: the control plane answers `changed: false`, and nothing is wiped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_not_exists_never_wipes_a_table_created_meanwhile() {
+    let h = Harness::new().await;
+    let stale = h
+        .engine
+        .prepare(
+            h.context("admin", &h.compute),
+            sql("CREATE TABLE IF NOT EXISTS main.default.race (x INT)"),
+        )
+        .await
+        .unwrap();
+    h.run(
+        "admin",
+        sql("CREATE TABLE main.default.race AS SELECT 1 AS x"),
+    )
+    .await
+    .unwrap();
+    h.run("admin", sql("INSERT INTO main.default.race VALUES (2)"))
+        .await
+        .unwrap();
+    let location = h.lake.join("workspaces/1/managed/main/default/race");
+    assert_eq!(count_files(&location), 2);
+    let _: Vec<RecordBatch> = stale.run().await.unwrap().try_collect().await.unwrap();
+    assert_eq!(
+        count_files(&location),
+        2,
+        "the existing table's files were wiped"
+    );
+    let rows = h
+        .run("admin", sql("SELECT count(*) FROM main.default.race"))
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec!["2".to_owned()]]);
+
+    // The same for CTAS: ours is discarded, theirs stays.
+    let stale = h
+        .engine
+        .prepare(
+            h.context("admin", &h.compute),
+            sql("CREATE TABLE IF NOT EXISTS main.default.race2 AS SELECT 7 AS x"),
+        )
+        .await
+        .unwrap();
+    h.run(
+        "admin",
+        sql("CREATE TABLE main.default.race2 AS SELECT 1 AS x"),
+    )
+    .await
+    .unwrap();
+    let _: Vec<RecordBatch> = stale.run().await.unwrap().try_collect().await.unwrap();
+    let rows = h
+        .run("admin", sql("SELECT x FROM main.default.race2"))
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, vec![vec!["1".to_owned()]]);
+    assert_eq!(
+        count_files(&h.lake.join("workspaces/1/managed/main/default/race2")),
+        1
+    );
+}
+
+/// A new managed table whose directory overlaps another table's location is refused (the
+/// other table here is a definition from before workspace areas, pointing at a parent).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_tables_never_overlap_another_tables_location() {
+    let h = Harness::new().await;
+    {
+        let mut snapshot = h.control.snapshot.lock().unwrap();
+        let mut legacy = snapshot.tables[0].clone();
+        legacy.catalog = "main".into();
+        legacy.schema = "default".into();
+        legacy.name = "legacy".into();
+        legacy.location = "workspaces/1/managed/main/".into();
+        snapshot.tables.push(legacy);
+    }
+    let e = h
+        .run("admin", sql("CREATE TABLE main.default.fresh (a INT)"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.error_code, "BAD_REQUEST");
+    assert!(
+        e.message.contains("main.default.fresh")
+            && e.message.contains("main.default.legacy")
+            && e.message.contains("workspaces/1/managed/main/"),
+        "{}",
+        e.message
+    );
+    let e = h
+        .run(
+            "admin",
+            sql("CREATE TABLE main.default.fresh AS SELECT 1 AS a"),
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(e.message.contains("overlaps"), "{}", e.message);
+    assert_eq!(count_files(&h.lake.join("workspaces/1/managed")), 0);
+}
+
+/// A denied statement names what it attempted, for the audit record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_name_the_refused_access() {
+    let h = Harness::new().await;
+    h.run("admin", sql("CREATE TABLE main.default.t AS SELECT 1 AS x"))
+        .await
+        .unwrap();
+    let e = h
+        .run("alice", sql("SELECT * FROM main.default.t"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.error_code, "PERMISSION_DENIED");
+    let denied = e.denied.unwrap();
+    assert_eq!(denied.action, "SelectTable");
+    assert_eq!(denied.securable.full_name(), "main.default.t");
+    let e = h
+        .run("alice", sql("DROP TABLE main.default.t"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.denied.map(|d| d.action).as_deref(), Some("DropTable"));
+    // Other failures carry none.
+    let e = h.run("alice", sql("SELEC 1")).await.err().unwrap();
+    assert!(e.denied.is_none());
 }

@@ -212,6 +212,14 @@ assert [c.row_offset for c in resp.manifest.chunks] == sorted(c.row_offset for c
 first = duck.execute("select l_orderkey, l_linenumber from lineitem order by l_orderkey, l_linenumber").fetchall()
 assert [(int(r[0]), int(r[3])) for r in rows] == first, "chunks arrive in order and complete"
 
+# --- Many statements at once on one warehouse queue; none is refused.
+burst = [w.statement_execution.execute_statement(
+    statement=f"select count(*) + {i} from samples.tpch.orders", warehouse_id=wh.id, wait_timeout="0s")
+    for i in range(16)]
+orders = duck.execute("select count(*) from orders").fetchone()[0]
+for i, resp in enumerate(burst):
+    assert rows_of(w, wait_done(w, resp)) == [[str(orders + i)]], i
+
 # --- row_limit truncates.
 resp = run(w, "select * from samples.tpch.nation", wh.id, row_limit=3)
 assert resp.manifest.truncated and len(rows_of(w, resp)) == 3, resp.manifest

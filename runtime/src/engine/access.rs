@@ -7,18 +7,25 @@ use super::error::{
 use super::{Caller, SqlError, StatementContext, TableAccess};
 use lakeward_common::assertion::PrincipalKind as ClaimKind;
 use lakeward_common::data::CatalogSnapshot;
+use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
 use lakeward_policy::{DataAuthzRequest, PrincipalInput, PrincipalKind, Securable};
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// The names grants may be made to that denote the caller: its `userName` and the display
-/// names of its groups (of this workspace, or account-level).
+/// names of its groups (of this workspace, or account-level). The workspace's built-in group
+/// names (`admins`, `users`) always denote the workspace's own groups (the control plane
+/// resolves grant principals workspace group first), so an account-level group of that name
+/// (the account admins are `admins` too) never stands for them.
 pub(crate) fn caller_names(caller: &Caller) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = caller
         .principal
         .groups
         .iter()
-        .filter(|g| g.workspace_id.is_none() || g.workspace_id == Some(caller.workspace_id))
+        .filter(|g| match g.workspace_id {
+            Some(ws) => ws == caller.workspace_id,
+            None => ![ADMINS_GROUP, USERS_GROUP].contains(&g.display_name.as_str()),
+        })
         .map(|g| g.display_name.clone())
         .collect();
     names.insert(caller.principal.user_name.clone());
@@ -171,6 +178,7 @@ impl<'a> Authorizer<'a> {
             return Ok(());
         }
         let caller = &self.ctx.caller;
+        let refused = access.clone();
         let denied = || {
             SqlError::new(
                 PERMISSION_DENIED,
@@ -183,6 +191,7 @@ impl<'a> Authorizer<'a> {
                 ),
             )
             .with_sql_state("42501")
+            .with_denied(refused.clone())
         };
         let request = match self.request(action, securable) {
             Ok(request) => request,
@@ -262,4 +271,87 @@ pub(crate) fn check_context(ctx: &StatementContext) -> Result<(), SqlError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lakeward_common::assertion::{IdentityClaims, PrincipalKind as Kind};
+    use lakeward_common::data::CatalogRecord;
+    use lakeward_common::internal::{GroupRecord, PrincipalRecord};
+
+    fn group(id: &str, name: &str, ws: Option<i64>) -> GroupRecord {
+        GroupRecord {
+            id: id.into(),
+            display_name: name.into(),
+            workspace_id: ws,
+        }
+    }
+
+    fn caller(groups: Vec<GroupRecord>) -> Caller {
+        Caller {
+            claims: IdentityClaims {
+                iss: "lakeward-gateway".into(),
+                aud: "lakeward-runtime".into(),
+                iat: 1,
+                exp: 2,
+                sub: "42".into(),
+                kind: Kind::User,
+                user_name: "root@example.com".into(),
+                groups: groups.iter().map(|g| g.id.clone()).collect(),
+                workspace_id: Some(1),
+                account_id: "acct".into(),
+                token_id: None,
+                auth_method: "pat".into(),
+                request_id: "r".into(),
+                client_ip: "127.0.0.1".into(),
+            },
+            principal: PrincipalRecord {
+                id: "42".into(),
+                kind: Kind::User,
+                user_name: "root@example.com".into(),
+                display_name: "root".into(),
+                active: true,
+                groups,
+                token_use_workspaces: vec![1],
+            },
+            workspace_id: 1,
+            workspace_name: "ws".into(),
+        }
+    }
+
+    #[test]
+    fn account_groups_named_like_workspace_built_ins_do_not_count() {
+        let snapshot = CatalogSnapshot {
+            catalogs: vec![CatalogRecord {
+                name: "main".into(),
+                owner: ADMINS_GROUP.into(),
+                comment: None,
+            }],
+            ..CatalogSnapshot::default()
+        };
+        let main = Securable::Catalog {
+            name: "main".into(),
+        };
+        // An account admin who is only a member of the workspace's `users`.
+        let account_admin = caller(vec![
+            group("acct-admins", ADMINS_GROUP, None),
+            group("acct-team", "data-team", None),
+            group("ws-users", USERS_GROUP, Some(1)),
+            group("other-admins", ADMINS_GROUP, Some(2)),
+        ]);
+        let names = caller_names(&account_admin);
+        assert!(names.contains(USERS_GROUP));
+        assert!(names.contains("data-team"));
+        assert!(!names.contains(ADMINS_GROUP));
+        let privileges = effective_privileges(&snapshot, &account_admin, &main);
+        assert!(!privileges.contains("OWNER"), "{privileges:?}");
+        assert!(!visible(&snapshot, &account_admin, &main));
+        // The workspace's own admins still own it.
+        let workspace_admin = caller(vec![
+            group("ws-users", USERS_GROUP, Some(1)),
+            group("ws-admins", ADMINS_GROUP, Some(1)),
+        ]);
+        assert!(effective_privileges(&snapshot, &workspace_admin, &main).contains("OWNER"));
+    }
 }

@@ -164,21 +164,38 @@ pub(crate) fn listing_options(
     Ok(ListingOptions::new(file_format).with_file_extension(extension))
 }
 
+/// The error a write to a table outside the workspace's area of the lake gets (the shared
+/// samples are read-only to every workspace).
+pub(crate) fn read_only(record: &TableRecord) -> SqlError {
+    bad_request(format!(
+        "{}.{}.{} is read-only: its files (`{}`) lie outside this workspace's area of the lake",
+        record.catalog, record.schema, record.name, record.location
+    ))
+}
+
 /// A catalog table, as DataFusion reads and writes it, with the securable it is.
 #[derive(Debug)]
 pub(crate) struct LakeTable {
     pub(crate) securable: Securable,
     pub(crate) record: TableRecord,
+    /// The statement's workspace: only a table inside its area of the lake takes writes.
+    workspace_id: i64,
     inner: Arc<ListingTable>,
 }
 
 impl LakeTable {
-    pub(crate) fn new(record: &TableRecord) -> Result<LakeTable, SqlError> {
-        Self::with_schema(record, table_schema(record)?)
+    pub(crate) fn new(record: &TableRecord, workspace_id: i64) -> Result<LakeTable, SqlError> {
+        Self::with_schema(record, workspace_id, table_schema(record)?)
+    }
+
+    /// Whether the statement's workspace may write this table's files.
+    pub(crate) fn writable(&self) -> bool {
+        Lake::in_area(self.workspace_id, &self.record.location)
     }
 
     pub(crate) fn with_schema(
         record: &TableRecord,
+        workspace_id: i64,
         schema: SchemaRef,
     ) -> Result<LakeTable, SqlError> {
         let directory = record.location.ends_with('/');
@@ -200,6 +217,7 @@ impl LakeTable {
                 name: record.name.clone(),
             },
             record: record.clone(),
+            workspace_id,
             inner: Arc::new(inner),
         })
     }
@@ -250,6 +268,9 @@ impl TableProvider for LakeTable {
             return Err(DataFusionError::NotImplemented(
                 "only INSERT INTO (append) is supported".into(),
             ));
+        }
+        if !self.writable() {
+            return Err(DataFusionError::External(Box::new(read_only(&self.record))));
         }
         self.inner.insert_into(state, input, insert_op).await
     }
@@ -323,11 +344,15 @@ pub(crate) fn table_functions() -> std::collections::HashMap<String, Arc<TableFu
 #[derive(Debug)]
 pub(crate) struct SnapshotCatalogs {
     snapshot: Arc<CatalogSnapshot>,
+    workspace_id: i64,
 }
 
 impl SnapshotCatalogs {
-    pub(crate) fn new(snapshot: Arc<CatalogSnapshot>) -> Self {
-        SnapshotCatalogs { snapshot }
+    pub(crate) fn new(snapshot: Arc<CatalogSnapshot>, workspace_id: i64) -> Self {
+        SnapshotCatalogs {
+            snapshot,
+            workspace_id,
+        }
     }
 }
 
@@ -357,6 +382,7 @@ impl CatalogProviderList for SnapshotCatalogs {
             .then(|| {
                 Arc::new(SnapshotCatalog {
                     snapshot: self.snapshot.clone(),
+                    workspace_id: self.workspace_id,
                     name,
                 }) as Arc<dyn CatalogProvider>
             })
@@ -366,6 +392,7 @@ impl CatalogProviderList for SnapshotCatalogs {
 #[derive(Debug)]
 struct SnapshotCatalog {
     snapshot: Arc<CatalogSnapshot>,
+    workspace_id: i64,
     name: String,
 }
 
@@ -388,6 +415,7 @@ impl CatalogProvider for SnapshotCatalog {
             .then(|| {
                 Arc::new(SnapshotSchema {
                     snapshot: self.snapshot.clone(),
+                    workspace_id: self.workspace_id,
                     catalog: self.name.clone(),
                     name,
                 }) as Arc<dyn SchemaProvider>
@@ -398,6 +426,7 @@ impl CatalogProvider for SnapshotCatalog {
 #[derive(Debug)]
 struct SnapshotSchema {
     snapshot: Arc<CatalogSnapshot>,
+    workspace_id: i64,
     catalog: String,
     name: String,
 }
@@ -427,8 +456,8 @@ impl SchemaProvider for SnapshotSchema {
         match self.record(name) {
             None => Ok(None),
             Some(record) => {
-                let table =
-                    LakeTable::new(record).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let table = LakeTable::new(record, self.workspace_id)
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 Ok(Some(Arc::new(table)))
             }
         }

@@ -104,19 +104,68 @@ impl Lake {
             .map_err(|e| internal(format!("table location `{location}`: {e}")))
     }
 
-    /// `<catalog>/<schema>/<table>/`: where a managed table's files live.
-    pub(crate) fn managed_location(catalog: &str, schema: &str, table: &str) -> String {
-        format!("{catalog}/{schema}/{table}/")
+    /// `workspaces/<id>/`: the workspace's own area of the lake. Everything a workspace's
+    /// statements write or delete lies inside it; anything outside (the shared `samples`) is
+    /// read-only to them.
+    pub(crate) fn area(workspace_id: i64) -> String {
+        format!("{WORKSPACES_DIR}/{workspace_id}/")
     }
 
-    /// A user's `LOCATION` as a normalized path relative to the root (a trailing `/` when it
-    /// names a directory), or `BAD_REQUEST` naming it when it is not inside the lake.
-    pub(crate) fn resolve_location(&self, given: &str) -> Result<String, SqlError> {
+    /// `workspaces/<id>/managed/`: where the workspace's managed tables live (reserved: no
+    /// external table may point inside it).
+    pub(crate) fn managed_area(workspace_id: i64) -> String {
+        format!("{}{MANAGED_DIR}/", Self::area(workspace_id))
+    }
+
+    /// `workspaces/<id>/managed/<catalog>/<schema>/<table>/`: where a managed table's files
+    /// live.
+    pub(crate) fn managed_location(
+        workspace_id: i64,
+        catalog: &str,
+        schema: &str,
+        table: &str,
+    ) -> String {
+        format!(
+            "{}{catalog}/{schema}/{table}/",
+            Self::managed_area(workspace_id)
+        )
+    }
+
+    /// Whether a location lies strictly inside the workspace's area (where its statements may
+    /// write). A location that does not normalize (a `..`) is outside.
+    pub(crate) fn in_area(workspace_id: i64, location: &str) -> bool {
+        inside(&Self::area(workspace_id), location)
+    }
+
+    /// Whether a location is a managed table's directory inside the workspace's area: the only
+    /// kind of location whose files a statement may ever delete.
+    pub(crate) fn is_managed_location(workspace_id: i64, location: &str) -> bool {
+        location.ends_with('/')
+            && comparable(location).is_some_and(|c| {
+                // managed/<catalog>/<schema>/<table>/
+                c.strip_prefix(&Self::managed_area(workspace_id))
+                    .is_some_and(|rest| rest.trim_end_matches('/').split('/').count() == 3)
+            })
+    }
+
+    /// A user's `LOCATION`, resolved against the workspace's area of the lake, as a
+    /// normalized path relative to the lake's root (a trailing `/` when it names a directory).
+    /// A relative path is relative to the workspace's area (`landing/trips/` →
+    /// `workspaces/<id>/landing/trips/`); an absolute path or URL must lie inside that area.
+    /// `BAD_REQUEST` naming it when it lies outside, climbs with `..`, or points into the
+    /// area's `managed/` directory (reserved for managed tables).
+    pub(crate) fn resolve_location(
+        &self,
+        workspace_id: i64,
+        given: &str,
+    ) -> Result<String, SqlError> {
+        let area = Self::area(workspace_id);
         let outside = || {
             bad_request(format!(
-                "LOCATION '{given}' is not inside the lake ({}); use a path relative to the \
-                 lake's root",
-                self.describe_root()
+                "LOCATION '{given}' is not inside the workspace's area of the lake ({}/{}); use \
+                 a path relative to it",
+                self.describe_root().trim_end_matches('/'),
+                area
             ))
         };
         let relative: String = if let Some(rest) = given.strip_prefix("s3://") {
@@ -158,15 +207,27 @@ impl Lake {
                     })
                     .ok_or_else(outside)?
             } else {
-                path.to_owned()
+                if path.is_empty() {
+                    return Err(outside());
+                }
+                format!("{area}{path}")
             }
         };
         let directory = relative.ends_with('/');
         let normalized = normalize(&relative).ok_or_else(outside)?;
-        if normalized.is_empty() {
+        let Some(inner) = strip_dir_prefix(&normalized, &area) else {
+            return Err(outside());
+        };
+        if inner.is_empty() {
             return Err(bad_request(format!(
-                "LOCATION '{given}' is the lake's root; a table needs a directory or file of \
-                 its own"
+                "LOCATION '{given}' is the workspace's whole area of the lake; a table needs a \
+                 directory or file of its own"
+            )));
+        }
+        if inner == MANAGED_DIR || inner.starts_with(&format!("{MANAGED_DIR}/")) {
+            return Err(bad_request(format!(
+                "LOCATION '{given}' is inside the workspace's `{MANAGED_DIR}/` directory, which \
+                 is reserved for managed tables"
             )));
         }
         if Path::parse(&normalized).is_err() {
@@ -209,7 +270,42 @@ impl Lake {
         Ok(metas.into_iter().map(|m| m.location).collect())
     }
 
-    pub(crate) async fn delete(&self, files: &[Path]) -> Result<(), SqlError> {
+    /// The files of a managed location, listed for a later [`Lake::delete_managed`].
+    /// `INTERNAL_ERROR` (and nothing listed) unless the location is a managed table's
+    /// directory inside the workspace's area.
+    pub(crate) async fn list_managed(
+        &self,
+        workspace_id: i64,
+        location: &str,
+    ) -> Result<Vec<Path>, SqlError> {
+        if !Self::is_managed_location(workspace_id, location) {
+            return Err(refused_delete(workspace_id, location));
+        }
+        self.list(location).await
+    }
+
+    /// Deletes files. The one way the engine deletes anything in the lake: every file must lie
+    /// inside a managed table's directory in the workspace's area (`workspaces/<id>/managed/`);
+    /// otherwise nothing is deleted and the call fails (fail closed).
+    pub(crate) async fn delete_managed(
+        &self,
+        workspace_id: i64,
+        files: &[Path],
+    ) -> Result<(), SqlError> {
+        let managed = Self::managed_area(workspace_id);
+        for file in files {
+            let path = file.as_ref();
+            // managed/<catalog>/<schema>/<table>/<file...>
+            let safe = path
+                .strip_prefix(&managed)
+                .is_some_and(|rest| rest.split('/').count() > 3)
+                && path
+                    .split('/')
+                    .all(|part| !part.is_empty() && part != "." && part != "..");
+            if !safe {
+                return Err(refused_delete(workspace_id, path));
+            }
+        }
         for file in files {
             match self.store.delete(file).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
@@ -218,6 +314,41 @@ impl Lake {
         }
         Ok(())
     }
+}
+
+const WORKSPACES_DIR: &str = "workspaces";
+const MANAGED_DIR: &str = "managed";
+
+fn refused_delete(workspace_id: i64, path: &str) -> SqlError {
+    tracing::error!(
+        workspace_id,
+        path,
+        "refused to delete outside the workspace's managed area"
+    );
+    internal(format!(
+        "refused to delete `{path}`: only managed tables' files inside the workspace's area of \
+         the lake are ever deleted"
+    ))
+}
+
+/// A location in the form locations are compared in: normalized, with one trailing `/`
+/// (`a/./b//c` → `a/b/c/`). `None` when a `..` would climb.
+pub(crate) fn comparable(location: &str) -> Option<String> {
+    normalize(location).map(|n| format!("{n}/"))
+}
+
+/// Whether two locations overlap: one equals or lies inside the other. Locations that do not
+/// normalize overlap everything (fail closed).
+pub(crate) fn overlaps(a: &str, b: &str) -> bool {
+    match (comparable(a), comparable(b)) {
+        (Some(a), Some(b)) => a.starts_with(&b) || b.starts_with(&a),
+        _ => true,
+    }
+}
+
+/// Whether `location` lies strictly inside the directory `area` (which ends in `/`).
+fn inside(area: &str, location: &str) -> bool {
+    comparable(location).is_some_and(|c| c.len() > area.len() && c.starts_with(area))
 }
 
 fn build_store(root: &Root, config: &EngineConfig) -> anyhow::Result<Arc<dyn ObjectStore>> {
@@ -295,40 +426,130 @@ mod tests {
     }
 
     #[test]
-    fn locations_resolve_inside_the_root() {
+    fn locations_resolve_inside_the_workspace_area() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
         let lake = lake(dir.path());
         let ok = |s: &str| {
-            lake.resolve_location(s)
+            lake.resolve_location(7, s)
                 .unwrap_or_else(|e| unreachable!("{s}: {e}"))
         };
-        assert_eq!(ok("data/trips.csv"), "data/trips.csv");
-        assert_eq!(ok("./data//trips/"), "data/trips/");
-        let abs = format!("{}/data/x/", dir.path().display());
-        assert_eq!(ok(&abs), "data/x/");
-        assert_eq!(ok(&format!("file://{abs}")), "data/x/");
+        assert_eq!(ok("data/trips.csv"), "workspaces/7/data/trips.csv");
+        assert_eq!(ok("./data//trips/"), "workspaces/7/data/trips/");
+        let abs = format!("{}/workspaces/7/data/x/", dir.path().display());
+        assert_eq!(ok(&abs), "workspaces/7/data/x/");
+        assert_eq!(ok(&format!("file://{abs}")), "workspaces/7/data/x/");
+        let root = dir.path().display().to_string();
         for bad in [
-            "/etc",
-            "/etc/passwd",
-            "../outside",
-            "data/../../x",
-            "s3://bucket/x",
-            "http://example.com/x",
-            "",
-            "/",
+            "/etc".to_owned(),
+            "/etc/passwd".to_owned(),
+            "../outside".to_owned(),
+            "../8/data/".to_owned(),
+            "data/../../x".to_owned(),
+            "data/../x".to_owned(),
+            "s3://bucket/x".to_owned(),
+            "http://example.com/x".to_owned(),
+            String::new(),
+            "/".to_owned(),
+            ".".to_owned(),
+            // Another workspace's area, the shared samples, the lake's root, this area's root.
+            format!("{root}/workspaces/8/data/"),
+            format!("{root}/workspaces/70/data/"),
+            format!("{root}/samples/tpch/nation/"),
+            format!("{root}/data/x/"),
+            format!("{root}/workspaces/7/"),
+            // The managed area is reserved.
+            "managed".to_owned(),
+            "managed/main/default/t/".to_owned(),
+            "./managed//main/".to_owned(),
+            format!("{root}/workspaces/7/managed/main/default/t/"),
         ] {
-            let e = lake.resolve_location(bad);
+            let e = lake.resolve_location(7, &bad);
             assert!(e.is_err(), "{bad} was accepted: {e:?}");
         }
         let e = lake
-            .resolve_location("/etc")
+            .resolve_location(7, "/etc")
             .err()
             .unwrap_or_else(|| unreachable!());
         assert_eq!(e.error_code, "BAD_REQUEST");
         assert!(e.message.contains("/etc"));
         // A sibling whose name merely starts with the root's is outside.
-        let sibling = format!("{}-other/x", dir.path().display());
-        assert!(lake.resolve_location(&sibling).is_err());
+        let sibling = format!("{}-other/workspaces/7/x", dir.path().display());
+        assert!(lake.resolve_location(7, &sibling).is_err());
+        // Names that merely start with `managed` are the user's own.
+        assert_eq!(ok("managed_data/x/"), "workspaces/7/managed_data/x/");
+    }
+
+    #[test]
+    fn areas_and_managed_locations() {
+        assert_eq!(Lake::area(3), "workspaces/3/");
+        let managed = Lake::managed_location(3, "main", "default", "t");
+        assert_eq!(managed, "workspaces/3/managed/main/default/t/");
+        assert!(Lake::is_managed_location(3, &managed));
+        assert!(!Lake::is_managed_location(4, &managed));
+        assert!(!Lake::is_managed_location(3, "workspaces/3/managed/main/"));
+        assert!(!Lake::is_managed_location(3, "workspaces/3/landing/t/"));
+        assert!(!Lake::is_managed_location(3, "samples/tpch/nation/"));
+        assert!(Lake::in_area(3, "workspaces/3/landing/x.csv"));
+        assert!(!Lake::in_area(3, "workspaces/3/"));
+        assert!(!Lake::in_area(3, "workspaces/33/x/"));
+        assert!(!Lake::in_area(3, "samples/tpch/nation/"));
+        assert!(!Lake::in_area(3, "workspaces/3/../4/x/"));
+        assert!(overlaps("a/b/", "a/b/"));
+        assert!(overlaps("a/b/", "a/b/c/"));
+        assert!(overlaps("a/b/c.csv", "a/"));
+        assert!(!overlaps("a/b/", "a/bc/"));
+        assert!(!overlaps("a/b.csv", "a/b.csv2"));
+        assert!(overlaps("a/../b/", "x/"));
+    }
+
+    #[tokio::test]
+    async fn deletes_only_touch_managed_locations_of_the_workspace() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| unreachable!("{e}"));
+        let lake = lake(dir.path());
+        let put = |p: &str| {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap_or_else(|| unreachable!()))
+                .unwrap_or_else(|e| unreachable!("{e}"));
+            std::fs::write(&path, b"x").unwrap_or_else(|e| unreachable!("{e}"));
+        };
+        put("workspaces/1/managed/main/default/t/a.parquet");
+        put("workspaces/1/landing/b.parquet");
+        put("samples/tpch/nation/data.parquet");
+        for location in [
+            "samples/tpch/nation/",
+            "workspaces/1/landing/",
+            "workspaces/2/managed/main/default/t/",
+            "workspaces/1/managed/main/",
+        ] {
+            let e = lake.list_managed(1, location).await;
+            assert_eq!(
+                e.err().map(|e| e.error_code).as_deref(),
+                Some("INTERNAL_ERROR"),
+                "{location}"
+            );
+        }
+        for file in [
+            "samples/tpch/nation/data.parquet",
+            "workspaces/1/landing/b.parquet",
+            "workspaces/2/managed/main/default/t/a.parquet",
+        ] {
+            let path = Path::parse(file).unwrap_or_else(|e| unreachable!("{e}"));
+            assert!(lake.delete_managed(1, &[path]).await.is_err(), "{file}");
+        }
+        assert!(dir.path().join("samples/tpch/nation/data.parquet").exists());
+        assert!(dir.path().join("workspaces/1/landing/b.parquet").exists());
+        let files = lake
+            .list_managed(1, "workspaces/1/managed/main/default/t/")
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(files.len(), 1);
+        lake.delete_managed(1, &files)
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(!dir
+            .path()
+            .join("workspaces/1/managed/main/default/t/a.parquet")
+            .exists());
     }
 
     #[test]
@@ -350,11 +571,21 @@ mod tests {
             store: Arc::new(object_store::memory::InMemory::new()),
         };
         assert_eq!(
-            lake.resolve_location("s3://b/lake/t/").ok().as_deref(),
-            Some("t/")
+            lake.resolve_location(5, "s3://b/lake/workspaces/5/t/")
+                .ok()
+                .as_deref(),
+            Some("workspaces/5/t/")
         );
-        assert!(lake.resolve_location("s3://b/other/t/").is_err());
-        assert!(lake.resolve_location("s3://c/lake/t/").is_err());
-        assert!(lake.resolve_location("/abs/path").is_err());
+        assert_eq!(
+            lake.resolve_location(5, "t/").ok().as_deref(),
+            Some("workspaces/5/t/")
+        );
+        assert!(lake.resolve_location(5, "s3://b/lake/t/").is_err());
+        assert!(lake
+            .resolve_location(5, "s3://b/lake/workspaces/6/t/")
+            .is_err());
+        assert!(lake.resolve_location(5, "s3://b/other/t/").is_err());
+        assert!(lake.resolve_location(5, "s3://c/lake/t/").is_err());
+        assert!(lake.resolve_location(5, "/abs/path").is_err());
     }
 }

@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 
 pub use types::databricks_type_name;
 
-/// Where the lake is and how warehouses are sized.
-#[derive(Debug, Clone)]
+/// Where the lake is and how warehouses are sized. Its `Debug` never shows the S3 secret.
+#[derive(Clone)]
 pub struct EngineConfig {
     /// The lake's root: a local directory by default, or an `s3://bucket/prefix` URL.
     pub lake_url: String,
@@ -49,7 +49,22 @@ pub struct EngineConfig {
     pub samples_scale_factor: f64,
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("lake_url", &self.lake_url)
+            .field("s3", &self.s3)
+            .field("spill_dir", &self.spill_dir)
+            .field("cores", &self.cores)
+            .field("memory_per_unit_bytes", &self.memory_per_unit_bytes)
+            .field("max_memory_bytes", &self.max_memory_bytes)
+            .field("samples_scale_factor", &self.samples_scale_factor)
+            .finish()
+    }
+}
+
+/// How the lake's S3-compatible store is reached. Its `Debug` redacts the secret key.
+#[derive(Clone)]
 pub struct S3Config {
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -57,6 +72,21 @@ pub struct S3Config {
     pub secret_access_key: Option<String>,
     /// Plain-HTTP endpoints (a local MinIO or moto) need this.
     pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 /// What sizes a warehouse's compute.
@@ -148,6 +178,9 @@ pub struct SqlError {
     /// The SQLSTATE when one applies (`42P01` unknown table, `42501` permission, `42601`
     /// syntax).
     pub sql_state: Option<String>,
+    /// On `PERMISSION_DENIED`: what the statement attempted and was refused (the action and
+    /// securable), so the audit record can name it although nothing was touched.
+    pub denied: Option<Box<TableAccess>>,
 }
 
 impl SqlError {
@@ -156,11 +189,18 @@ impl SqlError {
             error_code: error_code.to_owned(),
             message: message.into(),
             sql_state: None,
+            denied: None,
         }
     }
 
     pub fn with_sql_state(mut self, state: &str) -> Self {
         self.sql_state = Some(state.to_owned());
+        self
+    }
+
+    /// Records what a `PERMISSION_DENIED` refused.
+    pub fn with_denied(mut self, denied: TableAccess) -> Self {
+        self.denied = Some(Box::new(denied));
         self
     }
 }
@@ -309,5 +349,44 @@ impl Prepared {
     /// Dropping the stream (or the future) stops the work.
     pub async fn run(self) -> Result<SendableRecordBatchStream, SqlError> {
         self.inner.run().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_s3_secret() {
+        let s3 = S3Config {
+            endpoint: Some("http://127.0.0.1:9000".into()),
+            region: Some("us-east-1".into()),
+            access_key_id: Some("AKIAEXAMPLE".into()),
+            secret_access_key: Some("wJalrXUtnFEMI-very-secret".into()),
+            allow_http: true,
+        };
+        let config = EngineConfig {
+            lake_url: "s3://bucket/lake".into(),
+            s3: Some(s3.clone()),
+            spill_dir: PathBuf::from("/tmp/spill"),
+            cores: 2,
+            memory_per_unit_bytes: 1,
+            max_memory_bytes: 2,
+            samples_scale_factor: 0.01,
+        };
+        for shown in [
+            format!("{s3:?}"),
+            format!("{config:?}"),
+            format!("{config:#?}"),
+        ] {
+            assert!(!shown.contains("very-secret"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+            assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
+        }
+        let none = S3Config {
+            secret_access_key: None,
+            ..s3
+        };
+        assert!(format!("{none:?}").contains("secret_access_key: None"));
     }
 }
