@@ -30,8 +30,8 @@ if ! cmp -s tests/python/requirements.txt "$venv/.requirements" 2>/dev/null; the
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/python/requirements.txt
   cp tests/python/requirements.txt "$venv/.requirements"
 fi
-cargo build --release --quiet
-cargo build --release --quiet -p lakeward-runtime --example tpch_inprocess
+# One invocation for both, so they share one feature set (and one build of DataFusion).
+cargo build --release --quiet --workspace --bins --examples
 lakeward="$CARGO_TARGET_DIR/release/lakeward"
 inprocess="$CARGO_TARGET_DIR/release/examples/tpch_inprocess"
 
