@@ -3,5 +3,6 @@
 
 mod gateway;
 mod identity;
+mod lake_s3;
 mod replicas;
 mod sdk;

@@ -282,12 +282,25 @@ pub async fn plain_get(url: &str) -> anyhow::Result<(StatusCode, HeaderMap, Byte
     plain_request(Method::GET, url, &[], None).await
 }
 
-/// A plain-HTTP request with headers and an optional body.
+/// A plain-HTTP request with headers and an optional JSON body.
 pub async fn plain_request(
     method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<serde_json::Value>,
+) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+    let bytes = body
+        .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default()))
+        .unwrap_or_default();
+    plain_send(method, url, headers, bytes).await
+}
+
+/// A plain-HTTP request with headers and a body of raw bytes (objects for a local S3 server).
+pub async fn plain_send(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
 ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
     let client: HyperClient<HttpConnector, Full<Bytes>> =
         HyperClient::builder(hyper_util::rt::TokioExecutor::new()).build_http();
@@ -295,12 +308,9 @@ pub async fn plain_request(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let bytes = body
-        .map(|b| Bytes::from(serde_json::to_vec(&b).unwrap_or_default()))
-        .unwrap_or_default();
     let response = tokio::time::timeout(
         Duration::from_secs(10),
-        client.request(request.body(Full::new(bytes))?),
+        client.request(request.body(Full::new(body))?),
     )
     .await??;
     let status = response.status();

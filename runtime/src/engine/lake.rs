@@ -10,10 +10,12 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+mod rooted;
+use rooted::RootedStore;
 
 /// The URL DataFusion knows the lake by. A scheme of our own, so that the only object store a
 /// statement can reach is the lake (not the whole local file system behind `file://`).
@@ -375,7 +377,7 @@ fn build_store(root: &Root, config: &EngineConfig) -> anyhow::Result<Arc<dyn Obj
             if prefix.is_empty() {
                 Arc::new(s3)
             } else {
-                Arc::new(PrefixStore::new(s3, prefix.as_str()))
+                Arc::new(RootedStore::new(s3, prefix.as_str()))
             }
         }
     })
