@@ -6,6 +6,7 @@ Run by the Rust e2e test `sdk::data_plane` with DATABRICKS_HOST, DATABRICKS_TOKE
 REQUESTS_CA_BUNDLE, LAKEWARD_LAKE (the lake's directory) and TPCH_QUERIES (bench/tpch/queries).
 Exits non-zero on the first failure.
 """
+import base64
 import datetime
 import decimal
 import math
@@ -15,6 +16,7 @@ import time
 import uuid
 
 import duckdb
+import pyarrow.ipc
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.config import Config
 from databricks.sdk.errors import PermissionDenied, InvalidParameterValue, NotFound
@@ -223,6 +225,27 @@ for i, resp in enumerate(burst):
 # --- row_limit truncates.
 resp = run(w, "select * from samples.tpch.nation", wh.id, row_limit=3)
 assert resp.manifest.truncated and len(rows_of(w, resp)) == 3, resp.manifest
+
+# --- ARROW_STREAM: the rows of JSON_ARRAY as an Arrow IPC stream, base64 in `attachment`
+# (the SDK's ResultData has no field for it, so read the wire), decoded with pyarrow.
+query = "select n_nationkey, n_name, n_regionkey from samples.tpch.nation order by n_nationkey"
+raw = w.api_client.do("POST", "/api/2.0/sql/statements", body={
+    "statement": query, "warehouse_id": wh.id, "format": "ARROW_STREAM",
+    "disposition": "INLINE", "wait_timeout": "30s"})
+assert raw["status"]["state"] == "SUCCEEDED", raw["status"]
+assert raw["manifest"]["format"] == "ARROW_STREAM", raw["manifest"]
+arrow = pyarrow.ipc.open_stream(base64.b64decode(raw["result"]["attachment"])).read_all()
+assert arrow.column_names == ["n_nationkey", "n_name", "n_regionkey"], arrow.schema
+assert [[str(v) for v in row.values()] for row in arrow.to_pylist()] == rows_of(w, run(w, query, wh.id))
+
+# --- on_wait_timeout CANCEL: a statement still running when the wait ends is cancelled.
+started = time.monotonic()
+resp = w.statement_execution.execute_statement(
+    statement="select count(*) from samples.tpch.lineitem a, samples.tpch.lineitem b where a.l_comment < b.l_comment",
+    warehouse_id=wh.id, wait_timeout="5s", on_wait_timeout=dbsql.ExecuteStatementRequestOnWaitTimeout.CANCEL)
+assert resp.status.state == dbsql.StatementState.CANCELED, resp.status
+assert 5.0 <= time.monotonic() - started < 8.0, time.monotonic() - started
+assert w.statement_execution.get_statement(resp.statement_id).status.state == dbsql.StatementState.CANCELED
 
 # --- Stop and delete, as the SDK waits for them.
 w.warehouses.stop_and_wait(wh.id, timeout=datetime.timedelta(seconds=60))
