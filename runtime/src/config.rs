@@ -1,6 +1,7 @@
 //! The `[runtime]` section of the configuration file.
 
-use crate::engine::{EngineConfig, S3Config};
+use crate::engine::EngineConfig;
+pub use crate::engine::S3Settings;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -48,34 +49,6 @@ impl Default for Config {
             idle_check_interval_ms: 10_000,
             auto_stop_minute_ms: 60_000,
         }
-    }
-}
-
-/// Endpoint, region and credentials of an S3-compatible store.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct S3Settings {
-    pub endpoint: Option<String>,
-    pub region: Option<String>,
-    pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
-    /// Plain-HTTP endpoints (a local MinIO) need this.
-    pub allow_http: bool,
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret must never reach a log line through `{:?}` of the configuration.
-        f.debug_struct("S3Settings")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("allow_http", &self.allow_http)
-            .finish()
     }
 }
 
@@ -163,13 +136,7 @@ impl Config {
         };
         EngineConfig {
             lake_url,
-            s3: self.s3.as_ref().map(|s| S3Config {
-                endpoint: s.endpoint.clone(),
-                region: s.region.clone(),
-                access_key_id: s.access_key_id.clone(),
-                secret_access_key: s.secret_access_key.clone(),
-                allow_http: s.allow_http,
-            }),
+            s3: self.s3.clone(),
             spill_dir: self
                 .spill_dir
                 .clone()

@@ -61,21 +61,8 @@ pub fn parse_securable(securable_type: &str, full_name: &str) -> Result<Securabl
 }
 
 fn exists(snapshot: &CatalogSnapshot, securable: &Securable) -> bool {
-    match securable {
-        Securable::Catalog { name } => snapshot.catalogs.iter().any(|c| c.name == *name),
-        Securable::Schema { catalog, name } => snapshot
-            .schemas
-            .iter()
-            .any(|s| s.catalog == *catalog && s.name == *name),
-        Securable::Table {
-            catalog,
-            schema,
-            name,
-        } => snapshot
-            .tables
-            .iter()
-            .any(|t| t.catalog == *catalog && t.schema == *schema && t.name == *name),
-    }
+    // Every securable has an owner, so finding one finds the securable.
+    crate::engine::owner_of(snapshot, securable).is_some()
 }
 
 /// The direct grants on a securable, one assignment per principal, sorted.

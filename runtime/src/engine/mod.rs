@@ -36,7 +36,7 @@ pub struct EngineConfig {
     /// The lake's root: a local directory by default, or an `s3://bucket/prefix` URL.
     pub lake_url: String,
     /// Endpoint, region and credentials of an S3-compatible store, when `lake_url` is `s3://`.
-    pub s3: Option<S3Config>,
+    pub s3: Option<S3Settings>,
     /// Where queries spill when they exceed their memory pool.
     pub spill_dir: PathBuf,
     /// The cores query work may use (the query runtime's threads).
@@ -63,9 +63,11 @@ impl std::fmt::Debug for EngineConfig {
     }
 }
 
-/// How the lake's S3-compatible store is reached. Its `Debug` redacts the secret key.
-#[derive(Clone)]
-pub struct S3Config {
+/// How the lake's S3-compatible store is reached (`[runtime.s3]`). Its `Debug` redacts the
+/// secret key, so the configuration can be logged.
+#[derive(Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub access_key_id: Option<String>,
@@ -74,9 +76,9 @@ pub struct S3Config {
     pub allow_http: bool,
 }
 
-impl std::fmt::Debug for S3Config {
+impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
+        f.debug_struct("S3Settings")
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
@@ -218,6 +220,7 @@ pub(crate) struct EngineInner {
     computes: Mutex<HashMap<String, Arc<Compute>>>,
 }
 
+pub(crate) use access::owner_of;
 pub(crate) use compute::ComputeInner;
 pub(crate) use sql::PreparedInner;
 
@@ -358,7 +361,7 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_s3_secret() {
-        let s3 = S3Config {
+        let s3 = S3Settings {
             endpoint: Some("http://127.0.0.1:9000".into()),
             region: Some("us-east-1".into()),
             access_key_id: Some("AKIAEXAMPLE".into()),
@@ -383,7 +386,7 @@ mod tests {
             assert!(shown.contains("<redacted>"), "{shown}");
             assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
         }
-        let none = S3Config {
+        let none = S3Settings {
             secret_access_key: None,
             ..s3
         };
