@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # TPC-H benchmark: the 22 queries of bench/tpch/queries at scale factor SF (default 1),
 # generated locally by Lakeward's own `samples` generator, side by side in one run:
-#   (a) in-process DataFusion over the Parquet files (runtime/examples/tpch_inprocess.rs),
+#   (a) in-process DataFusion over the Parquet files (runtime/examples/tpch_inprocess.rs, one
+#       session for the whole run),
 #   (b) through the gateway: HTTPS, PAT, Cedar, assertion, audit, the Statement Execution API
 #       and the runtime's per-table authorization, results fetched as JSON_ARRAY,
 #   (c) DuckDB (PyPI) over the same files.
-# Each query runs RUNS times per engine (default 3); the best run counts. Prints per-query
+# Each query runs RUNS times per engine (default 3), the engines taking turns so that the
+# machine's drift falls on all alike; the best run counts. Prints per-query
 # seconds and the ratios gateway/in-process and gateway/DuckDB, and the totals.
 # Bar (issue #4): gateway total within 1.15x of in-process DataFusion.
 #

@@ -1,11 +1,15 @@
-//! The baseline of `bench/tpch.sh`: the TPC-H queries on plain in-process DataFusion, over the
-//! same Parquet files the `samples` catalog serves, with DataFusion's default session (target
-//! partitions = cores). Prints one JSON object: query name → seconds of each run.
+//! The baseline of `bench/tpch.sh`: TPC-H queries on plain in-process DataFusion, over the same
+//! Parquet files the `samples` catalog serves, with DataFusion's default session (target
+//! partitions = cores) kept for the whole run, as an application embedding DataFusion would.
 //!
-//! Usage: tpch_inprocess <tables dir (one sub-directory per table)> <queries dir> <runs>
+//! It reads one path of a `.sql` file per line on standard input, runs that query once, and
+//! answers with one line: the seconds it took and the rows it returned. The driver interleaves
+//! these runs with the gateway's and DuckDB's, so all three see the same machine conditions.
+//!
+//! Usage: tpch_inprocess <tables dir (one sub-directory per table)>
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
 use std::time::Instant;
 
 const TABLES: [&str; 8] = [
@@ -15,40 +19,25 @@ const TABLES: [&str; 8] = [
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, tables, queries, runs] = args.as_slice() else {
-        anyhow::bail!("usage: tpch_inprocess <tables dir> <queries dir> <runs>");
+    let [_, tables] = args.as_slice() else {
+        anyhow::bail!("usage: tpch_inprocess <tables dir>  (query paths on stdin, one a line)");
     };
-    let runs: usize = runs.parse()?;
     let ctx = SessionContext::new();
     for table in TABLES {
         let dir = format!("{tables}/{table}/");
         ctx.register_parquet(table, &dir, ParquetReadOptions::default())
             .await?;
     }
-    let mut names: Vec<_> = std::fs::read_dir(queries)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    names.sort();
-    let mut timings: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for path in names {
-        let sql = std::fs::read_to_string(&path)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        for _ in 0..runs {
-            let started = Instant::now();
-            let batches = ctx.sql(&sql).await?.collect().await?;
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            std::hint::black_box(rows);
-            timings
-                .entry(name.clone())
-                .or_default()
-                .push(started.elapsed().as_secs_f64());
-        }
+    let stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let sql = std::fs::read_to_string(line?.trim())?;
+        let started = Instant::now();
+        let batches = ctx.sql(&sql).await?.collect().await?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let seconds = started.elapsed().as_secs_f64();
+        let mut out = stdout.lock();
+        writeln!(out, "{seconds} {rows}")?;
+        out.flush()?;
     }
-    println!("{}", serde_json::to_string(&timings)?);
     Ok(())
 }

@@ -20,6 +20,7 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
@@ -184,8 +185,13 @@ pub(crate) struct LakeTable {
 }
 
 impl LakeTable {
-    pub(crate) fn new(record: &TableRecord, workspace_id: i64) -> Result<LakeTable, SqlError> {
-        Self::with_schema(record, workspace_id, table_schema(record)?)
+    /// A table to read, with the warehouse's file-statistics cache.
+    pub(crate) fn new(
+        record: &TableRecord,
+        workspace_id: i64,
+        statistics: Option<Arc<FileStatisticsCache>>,
+    ) -> Result<LakeTable, SqlError> {
+        Self::build(record, workspace_id, table_schema(record)?, statistics)
     }
 
     /// Whether the statement's workspace may write this table's files.
@@ -193,10 +199,20 @@ impl LakeTable {
         Lake::in_area(self.workspace_id, &self.record.location)
     }
 
+    /// A table to write into, seen with `schema`.
     pub(crate) fn with_schema(
         record: &TableRecord,
         workspace_id: i64,
         schema: SchemaRef,
+    ) -> Result<LakeTable, SqlError> {
+        Self::build(record, workspace_id, schema, None)
+    }
+
+    fn build(
+        record: &TableRecord,
+        workspace_id: i64,
+        schema: SchemaRef,
+        statistics: Option<Arc<FileStatisticsCache>>,
     ) -> Result<LakeTable, SqlError> {
         let directory = record.location.ends_with('/');
         let options = listing_options(&record.format, &record.options, directory)?;
@@ -204,12 +220,14 @@ impl LakeTable {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(schema);
-        let inner = ListingTable::try_new(config).map_err(|e| {
-            internal(format!(
-                "table `{}.{}.{}` cannot be read: {e}",
-                record.catalog, record.schema, record.name
-            ))
-        })?;
+        let inner = ListingTable::try_new(config)
+            .map_err(|e| {
+                internal(format!(
+                    "table `{}.{}.{}` cannot be read: {e}",
+                    record.catalog, record.schema, record.name
+                ))
+            })?
+            .with_cache(statistics);
         Ok(LakeTable {
             securable: Securable::Table {
                 catalog: record.catalog.clone(),
@@ -345,13 +363,21 @@ pub(crate) fn table_functions() -> std::collections::HashMap<String, Arc<TableFu
 pub(crate) struct SnapshotCatalogs {
     snapshot: Arc<CatalogSnapshot>,
     workspace_id: i64,
+    statistics: Option<Arc<FileStatisticsCache>>,
 }
 
 impl SnapshotCatalogs {
-    pub(crate) fn new(snapshot: Arc<CatalogSnapshot>, workspace_id: i64) -> Self {
+    /// `statistics`: the warehouse's cache of file statistics, shared by the tables of every
+    /// statement (DataFusion checks each entry against the file's size and mtime).
+    pub(crate) fn new(
+        snapshot: Arc<CatalogSnapshot>,
+        workspace_id: i64,
+        statistics: Option<Arc<FileStatisticsCache>>,
+    ) -> Self {
         SnapshotCatalogs {
             snapshot,
             workspace_id,
+            statistics,
         }
     }
 }
@@ -383,6 +409,7 @@ impl CatalogProviderList for SnapshotCatalogs {
                 Arc::new(SnapshotCatalog {
                     snapshot: self.snapshot.clone(),
                     workspace_id: self.workspace_id,
+                    statistics: self.statistics.clone(),
                     name,
                 }) as Arc<dyn CatalogProvider>
             })
@@ -393,6 +420,7 @@ impl CatalogProviderList for SnapshotCatalogs {
 struct SnapshotCatalog {
     snapshot: Arc<CatalogSnapshot>,
     workspace_id: i64,
+    statistics: Option<Arc<FileStatisticsCache>>,
     name: String,
 }
 
@@ -416,6 +444,7 @@ impl CatalogProvider for SnapshotCatalog {
                 Arc::new(SnapshotSchema {
                     snapshot: self.snapshot.clone(),
                     workspace_id: self.workspace_id,
+                    statistics: self.statistics.clone(),
                     catalog: self.name.clone(),
                     name,
                 }) as Arc<dyn SchemaProvider>
@@ -427,6 +456,7 @@ impl CatalogProvider for SnapshotCatalog {
 struct SnapshotSchema {
     snapshot: Arc<CatalogSnapshot>,
     workspace_id: i64,
+    statistics: Option<Arc<FileStatisticsCache>>,
     catalog: String,
     name: String,
 }
@@ -456,7 +486,7 @@ impl SchemaProvider for SnapshotSchema {
         match self.record(name) {
             None => Ok(None),
             Some(record) => {
-                let table = LakeTable::new(record, self.workspace_id)
+                let table = LakeTable::new(record, self.workspace_id, self.statistics.clone())
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 Ok(Some(Arc::new(table)))
             }

@@ -1030,15 +1030,18 @@ fn session(ctx: &StatementContext, names: &Names) -> Result<SessionState, SqlErr
         .session
         .clone()
         .with_default_catalog_and_schema(&names.catalog, &names.schema);
+    let runtime = compute.runtime()?;
+    let statistics = runtime.cache_manager.get_file_statistic_cache();
     Ok(SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(compute.runtime()?)
+        .with_runtime_env(runtime)
         .with_default_features()
         .with_table_factories(HashMap::new())
         .with_table_functions(table_functions())
         .with_catalog_list(Arc::new(SnapshotCatalogs::new(
             ctx.snapshot.clone(),
             ctx.caller.workspace_id,
+            statistics,
         )))
         .build())
 }
