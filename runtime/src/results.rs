@@ -19,6 +19,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 /// Databricks' cap on an INLINE result.
 pub const INLINE_LIMIT_BYTES: u64 = 25 * 1024 * 1024;
@@ -604,12 +605,44 @@ fn row_json_bytes(values: &[Option<String>]) -> usize {
         .sum::<usize>()
 }
 
+/// The type a column is sent as in `ARROW_STREAM`: string and binary views (what DataFusion
+/// reads Parquet into) become plain `Utf8`/`Binary`. A view array that was filtered or sliced
+/// still points into every buffer it was cut from, and the IPC writer sends those whole; and
+/// many Arrow readers predate view types. Databricks sends the plain types.
+fn wire_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
 fn ipc_base64(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, SqlError> {
+    let wire_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new_with_metadata(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+            .collect::<Vec<_>>(),
+        schema.metadata().clone(),
+    ));
     let mut buffer = Vec::new();
     let encode = || -> Result<Vec<u8>, arrow::error::ArrowError> {
-        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut buffer, schema)?;
+        let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut buffer, &wire_schema)?;
         for batch in batches {
-            writer.write(batch)?;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(wire_schema.fields())
+                .map(|(column, field)| {
+                    if column.data_type() == field.data_type() {
+                        Ok(column.clone())
+                    } else {
+                        arrow::compute::cast(column, field.data_type())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            writer.write(&RecordBatch::try_new(wire_schema.clone(), columns)?)?;
         }
         writer.finish()?;
         drop(writer);
@@ -630,7 +663,6 @@ mod tests {
         TimestampMicrosecondArray,
     };
     use arrow::datatypes::{Field, Fields, Int32Type as I32, Schema};
-    use std::sync::Arc;
 
     fn limits(chunk_bytes: usize) -> ResultLimits {
         ResultLimits {
@@ -909,6 +941,38 @@ mod tests {
         );
         let err = b.push(&int_batch(10_000, 10_100)).unwrap_err();
         assert!(err.message.contains("row_limit"), "{}", err.message);
+    }
+
+    #[test]
+    fn arrow_stream_sends_views_as_plain_types_without_their_whole_buffers() {
+        use arrow::array::StringViewArray;
+        // 10,000 values longer than a view's inline 12 bytes, so they live in data buffers.
+        let values: Vec<String> = (0..10_000)
+            .map(|i| format!("a long enough value {i:05}"))
+            .collect();
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8View, true)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringViewArray::from_iter_values(values.iter()))],
+        )
+        .unwrap();
+        let encoded = ipc_base64(&schema, &[batch.slice(100, 3)]).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&encoded)
+            .unwrap();
+        assert!(bytes.len() < 4096, "{} bytes for three rows", bytes.len());
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        assert_eq!(reader.schema().field(0).data_type(), &DataType::Utf8);
+        let rows: Vec<RecordBatch> = reader.collect::<Result<_, _>>().unwrap();
+        let got = rows[0].column(0).as_string::<i32>();
+        assert_eq!(
+            got.iter().flatten().collect::<Vec<_>>(),
+            values[100..103]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
