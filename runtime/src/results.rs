@@ -610,9 +610,15 @@ fn row_json_bytes(values: &[Option<String>]) -> usize {
 /// still points into every buffer it was cut from, and the IPC writer sends those whole; and
 /// many Arrow readers predate view types. Databricks sends the plain types.
 fn wire_type(data_type: &DataType) -> DataType {
+    let field = |f: &arrow::datatypes::FieldRef| {
+        Arc::new(f.as_ref().clone().with_data_type(wire_type(f.data_type())))
+    };
     match data_type {
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
+        DataType::List(item) => DataType::List(field(item)),
+        DataType::LargeList(item) => DataType::LargeList(field(item)),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
         other => other.clone(),
     }
 }
@@ -973,6 +979,34 @@ mod tests {
                 .map(String::as_str)
                 .collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn nested_views_are_sent_as_plain_types_too() {
+        let item = Arc::new(Field::new("item", DataType::Utf8View, true));
+        let listed = DataType::List(item.clone());
+        let structured = DataType::Struct(Fields::from(vec![
+            Field::new("l", listed.clone(), true),
+            Field::new("b", DataType::BinaryView, true),
+        ]));
+        let DataType::Struct(fields) = wire_type(&structured) else {
+            panic!("a struct stays a struct");
+        };
+        assert_eq!(
+            fields[0].data_type(),
+            &DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)))
+        );
+        assert_eq!(fields[1].data_type(), &DataType::Binary);
+        // And the cast the encoder makes exists for it.
+        let values = arrow::array::StringViewArray::from(vec![Some("a long enough string"), None]);
+        let list = ListArray::new(
+            item,
+            arrow::buffer::OffsetBuffer::from_lengths([2]),
+            Arc::new(values),
+            None,
+        );
+        let cast = arrow::compute::cast(&list, &wire_type(&listed)).unwrap();
+        assert_eq!(cast.data_type(), &wire_type(&listed));
     }
 
     #[test]

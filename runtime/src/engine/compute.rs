@@ -154,8 +154,8 @@ fn build_runtime(
         .with_mode(DiskManagerMode::Directories(vec![config.spill_dir.clone()]));
     // Listings are not cached: files change under tables (INSERT, CTAS, other replicas), and a
     // stale listing would hide rows. File statistics are: each entry is checked against the
-    // file's size and modification time before use, and recomputing them for every table of
-    // every statement was a visible share of short queries' time.
+    // file's size and modification time before use, and without the cache every statement
+    // recomputed them for every file of every table it read.
     let cache = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(pool)
