@@ -610,26 +610,28 @@ fn row_json_bytes(values: &[Option<String>]) -> usize {
 /// still points into every buffer it was cut from, and the IPC writer sends those whole; and
 /// many Arrow readers predate view types. Databricks sends the plain types.
 fn wire_type(data_type: &DataType) -> DataType {
-    let field = |f: &arrow::datatypes::FieldRef| {
-        Arc::new(f.as_ref().clone().with_data_type(wire_type(f.data_type())))
-    };
     match data_type {
         DataType::Utf8View => DataType::Utf8,
         DataType::BinaryView => DataType::Binary,
-        DataType::List(item) => DataType::List(field(item)),
-        DataType::LargeList(item) => DataType::LargeList(field(item)),
-        DataType::Struct(fields) => DataType::Struct(fields.iter().map(field).collect()),
+        DataType::List(item) => DataType::List(wire_field(item)),
+        DataType::LargeList(item) => DataType::LargeList(wire_field(item)),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(wire_field).collect()),
         other => other.clone(),
     }
 }
 
+fn wire_field(field: &arrow::datatypes::FieldRef) -> arrow::datatypes::FieldRef {
+    Arc::new(
+        field
+            .as_ref()
+            .clone()
+            .with_data_type(wire_type(field.data_type())),
+    )
+}
+
 fn ipc_base64(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<String, SqlError> {
     let wire_schema: SchemaRef = Arc::new(arrow::datatypes::Schema::new_with_metadata(
-        schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
-            .collect::<Vec<_>>(),
+        schema.fields().iter().map(wire_field).collect::<Vec<_>>(),
         schema.metadata().clone(),
     ));
     let mut buffer = Vec::new();
