@@ -7,9 +7,8 @@
 //! to everyone else the securable does not exist (404, as a missing one). Changing grants needs
 //! `ManageGrants`.
 
-use crate::engine::{StatementContext, WarehouseSizing};
 use crate::service::{
-    caller, compute_for, json_response, parse_body, statement_context, CallerCtx, Failure, Shared,
+    access_context, caller, json_response, parse_body, CallerCtx, Failure, Shared,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -141,22 +140,6 @@ pub(crate) fn caller_names(ctx: &CallerCtx) -> BTreeSet<String> {
     names
 }
 
-/// A statement context for deciding on grants. Authorization needs one; the shared serverless
-/// pool stands in for the compute, which deciding a grant never uses.
-async fn grants_context(shared: &Shared, ctx: &CallerCtx) -> Result<StatementContext, ApiError> {
-    let compute = compute_for(
-        shared,
-        "unity-catalog-grants",
-        WarehouseSizing {
-            cluster_size: "2X-Small".into(),
-            serverless: true,
-            max_num_clusters: 1,
-        },
-    )
-    .await?;
-    statement_context(shared, ctx, compute).await
-}
-
 pub(crate) async fn get(
     State(shared): State<Arc<Shared>>,
     Extension(claims): Extension<IdentityClaims>,
@@ -165,7 +148,7 @@ pub(crate) async fn get(
 ) -> Result<Response, Failure> {
     let ctx = caller(&shared, claims).await?;
     let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
-    let context = grants_context(&shared, &ctx).await?;
+    let context = access_context(&shared, &ctx).await?;
     let principal = query.get("principal").map(String::as_str);
     if shared.engine.authorize_grants(&context, &securable).is_ok() {
         return Ok(json_response(&assignments(
@@ -225,7 +208,7 @@ pub(crate) async fn update(
         .unwrap_or(false);
     let ctx = caller(&shared, claims).await?;
     let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
-    let context = grants_context(&shared, &ctx).await?;
+    let context = access_context(&shared, &ctx).await?;
     shared
         .engine
         .authorize_grants(&context, &securable)

@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::control_client::ControlClient;
-use crate::engine::{Caller, Compute, Engine, StatementContext, WarehouseSizing};
+use crate::engine::{AccessContext, Caller, Compute, Engine, StatementContext, WarehouseSizing};
 use crate::statements::Statement;
 use crate::warehouses::WarehouseSlot;
 use crate::{grants, statements, warehouses};
@@ -362,12 +362,11 @@ pub(crate) async fn caller(shared: &Shared, claims: IdentityClaims) -> Result<Ca
     })
 }
 
-/// Everything a statement (or a grants call) is decided against.
-pub(crate) async fn statement_context(
+/// Everything a decision is made against: the caller, the workspace's catalog, the policies.
+pub(crate) async fn access_context(
     shared: &Shared,
     ctx: &CallerCtx,
-    compute: Arc<Compute>,
-) -> Result<StatementContext, ApiError> {
+) -> Result<AccessContext, ApiError> {
     let snapshot = shared
         .control
         .snapshot(&shared.engine, ctx.workspace_id, ctx.request_id())
@@ -377,10 +376,21 @@ pub(crate) async fn statement_context(
     if !snapshot.workspace_name.is_empty() {
         caller.workspace_name.clone_from(&snapshot.workspace_name);
     }
-    Ok(StatementContext {
+    Ok(AccessContext {
         caller,
         snapshot,
         policies,
+    })
+}
+
+/// Everything a statement runs against: its access context on the given compute.
+pub(crate) async fn statement_context(
+    shared: &Shared,
+    ctx: &CallerCtx,
+    compute: Arc<Compute>,
+) -> Result<StatementContext, ApiError> {
+    Ok(StatementContext {
+        access: access_context(shared, ctx).await?,
         compute,
         writer: shared.control.writer(ctx.workspace_id, ctx.request_id()),
     })

@@ -354,7 +354,7 @@ pub(crate) async fn execute(
         catalog: request.catalog.clone(),
         schema: request.schema.clone(),
     };
-    let prepared_version = context.snapshot.version;
+    let prepared_version = context.access.snapshot.version;
     let prepared = prepare(&shared, context, input.clone()).await;
     let id = uuid::Uuid::new_v4().to_string();
     let limits = ResultLimits {

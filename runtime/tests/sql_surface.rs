@@ -30,7 +30,7 @@ use lakeward_common::data::{CatalogChange, CatalogChangeResponse, CatalogSnapsho
 use lakeward_common::internal::{GroupRecord, PrincipalRecord};
 use lakeward_policy::PolicyBundle;
 use lakeward_runtime::engine::{
-    Caller, CatalogWriter, Compute, Engine, EngineConfig, Parameter, SqlError, StatementContext,
+    AccessContext, Caller, CatalogWriter, Compute, Engine, EngineConfig, Parameter, SqlError, StatementContext,
     StatementInput, WarehouseSizing,
 };
 use std::collections::HashMap;
@@ -375,9 +375,11 @@ impl Harness {
         let control = self.control_of(&caller).clone();
         let snapshot = Arc::new(control.snapshot.lock().unwrap().clone());
         StatementContext {
-            caller,
-            snapshot,
-            policies: self.policies.clone(),
+            access: AccessContext {
+                caller,
+                snapshot,
+                policies: self.policies.clone(),
+            },
             compute: compute.clone(),
             writer: Arc::new(Writer(control)),
         }

@@ -4,7 +4,7 @@
 use super::error::{
     catalog_not_found, internal, schema_not_found, table_not_found, PERMISSION_DENIED,
 };
-use super::{Caller, SqlError, StatementContext, TableAccess};
+use super::{AccessContext, Caller, SqlError, TableAccess};
 use lakeward_common::assertion::PrincipalKind as ClaimKind;
 use lakeward_common::data::CatalogSnapshot;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
@@ -155,12 +155,12 @@ fn needed(action: &str) -> &'static str {
 
 /// Asks the policies, statement by statement, and remembers what was allowed.
 pub(crate) struct Authorizer<'a> {
-    ctx: &'a StatementContext,
+    ctx: &'a AccessContext,
     pub(crate) touched: Vec<TableAccess>,
 }
 
 impl<'a> Authorizer<'a> {
-    pub(crate) fn new(ctx: &'a StatementContext) -> Self {
+    pub(crate) fn new(ctx: &'a AccessContext) -> Self {
         Authorizer {
             ctx,
             touched: Vec::new(),
@@ -259,7 +259,7 @@ impl<'a> Authorizer<'a> {
 
 /// The snapshot must describe the caller's workspace; a mismatch is an engine bug, not a
 /// reason to allow.
-pub(crate) fn check_context(ctx: &StatementContext) -> Result<(), SqlError> {
+pub(crate) fn check_context(ctx: &AccessContext) -> Result<(), SqlError> {
     if ctx
         .caller
         .claims

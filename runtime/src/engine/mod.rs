@@ -124,12 +124,21 @@ pub trait CatalogWriter: Send + Sync {
     ) -> BoxFuture<'static, Result<CatalogChangeResponse, SqlError>>;
 }
 
-/// Everything one statement runs against.
+/// Everything an authorization decision is made against: who asks, under which policies, over
+/// which catalog. It holds no compute, so APIs that decide without running anything (grants,
+/// and next cluster policies and secret ACLs) need no warehouse.
 #[derive(Clone)]
-pub struct StatementContext {
+pub struct AccessContext {
     pub caller: Caller,
     pub snapshot: Arc<CatalogSnapshot>,
     pub policies: PolicyBundle,
+}
+
+/// Everything one statement runs against: its access context, the compute it runs on and
+/// where its catalog changes go.
+#[derive(Clone)]
+pub struct StatementContext {
+    pub access: AccessContext,
     pub compute: Arc<Compute>,
     pub writer: Arc<dyn CatalogWriter>,
 }
@@ -310,7 +319,7 @@ impl Engine {
     /// Unity Catalog grants API; SQL `GRANT`/`REVOKE` go through [`Engine::prepare`]).
     pub fn authorize_grants(
         &self,
-        ctx: &StatementContext,
+        ctx: &AccessContext,
         securable: &Securable,
     ) -> Result<(), SqlError> {
         access::require_exists(&ctx.snapshot, securable)?;
@@ -322,7 +331,7 @@ impl Engine {
     /// inherited, `OWNER` for owners), as the engine passes them to the policies.
     pub fn effective_privileges(
         &self,
-        ctx: &StatementContext,
+        ctx: &AccessContext,
         securable: &Securable,
     ) -> std::collections::BTreeSet<String> {
         access::effective_privileges(&ctx.snapshot, &ctx.caller, securable)

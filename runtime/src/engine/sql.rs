@@ -999,7 +999,7 @@ pub(crate) async fn prepare(
     ctx: StatementContext,
     input: StatementInput,
 ) -> Result<Prepared, SqlError> {
-    access::check_context(&ctx)?;
+    access::check_context(&ctx.access)?;
     let bound = params::bind(&input.sql, &input.parameters)?;
     let names = Names {
         catalog: input
@@ -1016,7 +1016,7 @@ pub(crate) async fn prepare(
             .to_lowercase(),
     };
     let stmt = parse(&bound.sql)?;
-    let mut authz = Authorizer::new(&ctx);
+    let mut authz = Authorizer::new(&ctx.access);
     let inner = prepare_stmt(&lake, &ctx, &names, &bound, stmt, &mut authz).await?;
     let mut touched = authz.touched;
     touched.sort();
@@ -1039,8 +1039,8 @@ fn session(ctx: &StatementContext, names: &Names) -> Result<SessionState, SqlErr
         .with_table_factories(HashMap::new())
         .with_table_functions(table_functions())
         .with_catalog_list(Arc::new(SnapshotCatalogs::new(
-            ctx.snapshot.clone(),
-            ctx.caller.workspace_id,
+            ctx.access.snapshot.clone(),
+            ctx.access.caller.workspace_id,
             statistics,
         )))
         .build())
@@ -1185,8 +1185,8 @@ async fn prepare_stmt(
     stmt: Stmt,
     authz: &mut Authorizer<'_>,
 ) -> Result<PreparedInner, SqlError> {
-    let snapshot = ctx.snapshot.clone();
-    let ws = ctx.caller.workspace_id;
+    let snapshot = ctx.access.snapshot.clone();
+    let ws = ctx.access.caller.workspace_id;
     let changes = |changes: Vec<CatalogChange>, wipe: Vec<String>| {
         PreparedInner::Changes(Changes {
             lake: lake.clone(),
@@ -1197,7 +1197,7 @@ async fn prepare_stmt(
             wipe,
         })
     };
-    let owner = ctx.caller.principal.user_name.clone();
+    let owner = ctx.access.caller.principal.user_name.clone();
     match stmt {
         Stmt::DataFusion => {
             let state = session(ctx, names)?;
@@ -1576,7 +1576,7 @@ async fn prepare_stmt(
                 .filter(|c| {
                     access::visible(
                         &snapshot,
-                        &ctx.caller,
+                        &ctx.access.caller,
                         &Securable::Catalog {
                             name: c.name.clone(),
                         },
@@ -1602,7 +1602,7 @@ async fn prepare_stmt(
                 .filter(|s| {
                     access::visible(
                         &snapshot,
-                        &ctx.caller,
+                        &ctx.access.caller,
                         &Securable::Schema {
                             catalog: s.catalog.clone(),
                             name: s.name.clone(),
@@ -1632,7 +1632,7 @@ async fn prepare_stmt(
                 .filter(|t| {
                     access::visible(
                         &snapshot,
-                        &ctx.caller,
+                        &ctx.access.caller,
                         &Securable::Table {
                             catalog: t.catalog.clone(),
                             schema: t.schema.clone(),
