@@ -11,9 +11,7 @@
 use crate::error::chain;
 use crate::policy_set::{Decision, PolicyBundle};
 use crate::request::{self, AuthzRequest, PrincipalInput, ResourceInput};
-use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
-};
+use cedar_policy::{Context, Entities, Entity, EntityId, EntityUid, Request, RestrictedExpression};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -106,34 +104,6 @@ pub struct DataAuthzRequest {
     pub auth_method: String,
     pub token_id: Option<String>,
     pub request_time_unix: i64,
-}
-
-/// The catalog entity types, when the schema declares them.
-#[derive(Debug)]
-pub(crate) struct DataVocabulary {
-    catalog: EntityTypeName,
-    schema: EntityTypeName,
-    table: EntityTypeName,
-}
-
-impl DataVocabulary {
-    /// `None` when the schema predates the data plane (it declares no `Lakeward::Table`):
-    /// such a bundle still decides gateway requests, and denies every data request.
-    pub(crate) fn new(schema: &cedar_policy::Schema) -> Option<Self> {
-        let declared: HashSet<String> = schema.entity_types().map(ToString::to_string).collect();
-        let ty = |name: &str| {
-            let full = format!("Lakeward::{name}");
-            declared
-                .contains(&full)
-                .then(|| full.parse::<EntityTypeName>().ok())
-                .flatten()
-        };
-        Some(Self {
-            catalog: ty("Catalog")?,
-            schema: ty("Schema")?,
-            table: ty("Table")?,
-        })
-    }
 }
 
 impl PolicyBundle {

@@ -98,7 +98,37 @@ pub(crate) struct Vocabulary {
     /// by the schema), for every action in the `Lakeward` namespace.
     pub(crate) actions: HashMap<String, (EntityUid, Entity)>,
     /// The catalog's entity types, when the schema has them.
-    pub(crate) data: Option<crate::data::DataVocabulary>,
+    pub(crate) data: Option<DataVocabulary>,
+}
+
+/// The catalog entity types, when the schema declares them: what the data façade (`data`)
+/// builds its securables with. It lives here, beside the [`Vocabulary`] that holds it, so that
+/// this module imports nothing from the façade that imports it.
+#[derive(Debug)]
+pub(crate) struct DataVocabulary {
+    pub(crate) catalog: EntityTypeName,
+    pub(crate) schema: EntityTypeName,
+    pub(crate) table: EntityTypeName,
+}
+
+impl DataVocabulary {
+    /// `None` when the schema predates the data plane (it declares no `Lakeward::Table`):
+    /// such a bundle still decides gateway requests, and denies every data request.
+    pub(crate) fn new(schema: &Schema) -> Option<Self> {
+        let declared: HashSet<String> = schema.entity_types().map(ToString::to_string).collect();
+        let ty = |name: &str| {
+            let full = format!("Lakeward::{name}");
+            declared
+                .contains(&full)
+                .then(|| full.parse::<EntityTypeName>().ok())
+                .flatten()
+        };
+        Some(Self {
+            catalog: ty("Catalog")?,
+            schema: ty("Schema")?,
+            table: ty("Table")?,
+        })
+    }
 }
 
 const NAMESPACE: &str = "Lakeward";
@@ -150,7 +180,7 @@ impl Vocabulary {
             workspace_admin: uid(&role, "workspace_admin"),
             account_admin: uid(&role, "account_admin"),
             actions,
-            data: crate::data::DataVocabulary::new(schema),
+            data: DataVocabulary::new(schema),
         };
         vocab.self_check(schema)?;
         Ok(vocab)

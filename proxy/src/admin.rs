@@ -9,12 +9,12 @@
 //! their shared Redis is down would turn a slowdown into an outage. `/readyz` reports it
 //! (`change_feed`), and so does the `gateway_change_feed_healthy` gauge.
 
-use crate::pipeline::ProxyBody;
+use crate::exchange::{full_response, ProxyBody};
 use crate::shared::Shared;
 use crate::upstream;
 use bytes::Bytes;
-use http::{header, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -74,7 +74,7 @@ async fn handle(
     registry: &Registry,
 ) -> Response<ProxyBody> {
     if req.method() != Method::GET {
-        return text(
+        return full_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             b"method not allowed\n".to_vec(),
@@ -84,14 +84,14 @@ async fn handle(
         "/metrics" => {
             let mut out = Vec::new();
             match TextEncoder::new().encode(&registry.gather(), &mut out) {
-                Ok(()) => text(StatusCode::OK, "text/plain; version=0.0.4", out),
+                Ok(()) => full_response(StatusCode::OK, "text/plain; version=0.0.4", out),
                 Err(e) => {
                     tracing::error!(error = %e, "metrics encoding failed");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", Vec::new())
+                    full_response(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", Vec::new())
                 }
             }
         }
-        "/healthz" => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        "/healthz" => full_response(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
         "/readyz" => {
             let readiness = readiness(shared).await;
             let status = if readiness.ready {
@@ -100,9 +100,9 @@ async fn handle(
                 StatusCode::SERVICE_UNAVAILABLE
             };
             let body = serde_json::to_vec(&readiness).unwrap_or_default();
-            text(status, "application/json", body)
+            full_response(status, "application/json", body)
         }
-        _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
+        _ => full_response(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
     }
 }
 
@@ -158,18 +158,4 @@ async fn runtime_ready(shared: &Shared) -> bool {
         upstream::send(&shared.client, req, Duration::from_secs(1)).await,
         Ok(resp) if resp.status() == StatusCode::OK
     )
-}
-
-fn text(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static(content_type),
-    );
-    response
 }

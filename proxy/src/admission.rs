@@ -11,8 +11,7 @@ pub(crate) mod framing;
 mod path;
 
 use crate::config::Limits;
-use crate::error::StageError;
-use crate::pipeline::{Exchange, RequestBody, Stage};
+use crate::exchange::{Exchange, RequestBody, Stage};
 use crate::shared::Shared;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -58,18 +57,22 @@ impl Admission {
 }
 
 impl Stage for Admission {
-    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+    type Error = AdmissionError;
+
+    async fn run(&self, ex: &mut Exchange) -> Result<(), AdmissionError> {
         let limits = &self.shared.config.limits;
         let ambiguous = ex.ctx.conn.ambiguous_request.load(Ordering::Acquire);
         if ambiguous != 0 && ambiguous <= ex.ctx.ordinal {
             // Everything after an ambiguous message on this connection is suspect too.
             ex.ctx.close_connection = true;
-            return Err(AdmissionError::AmbiguousFraming("conflicting length headers").into());
+            return Err(AdmissionError::AmbiguousFraming(
+                "conflicting length headers",
+            ));
         }
         check_headers(&ex.parts.headers, limits)?;
         if let Err(e) = check_framing_headers(&ex.parts.headers) {
             ex.ctx.close_connection = true;
-            return Err(e.into());
+            return Err(e);
         }
         let target = ex
             .parts
@@ -80,10 +83,9 @@ impl Stage for Admission {
             return Err(AdmissionError::UriTooLong {
                 bytes: target,
                 limit: limits.max_uri_bytes,
-            }
-            .into());
+            });
         }
-        ex.ctx.path = Some(path::normalize(ex.parts.uri.path()).map_err(AdmissionError::from)?);
+        ex.ctx.path = Some(path::normalize(ex.parts.uri.path())?);
 
         let declared = ex
             .parts
@@ -96,8 +98,7 @@ impl Stage for Admission {
             ex.ctx.close_connection = true;
             return Err(AdmissionError::BodyTooLarge {
                 limit: limits.max_body_bytes,
-            }
-            .into());
+            });
         }
         let body = read_body(&mut ex.body, limits).await.inspect_err(|e| {
             if matches!(e, AdmissionError::BodyTooLarge { .. }) {

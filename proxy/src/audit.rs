@@ -10,10 +10,7 @@ mod writer;
 pub(crate) use writer::AuditWriter;
 
 use crate::ctx::{RequestCtx, Scope};
-use crate::error::StageError;
-use crate::ip_acl::IpAclError;
 use lakeward_common::assertion::PrincipalKind;
-use lakeward_common::error::ApiError;
 use prometheus::IntCounter;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -98,13 +95,23 @@ pub(crate) struct AuditResponse<'a> {
     pub result: Option<&'a str>,
 }
 
-/// Builds the record of a finished request. `error` is the stage error and what the client
-/// was told; `fallback_account` is used when the request never got as far as the snapshot.
+/// How a request ended, as far as its record tells.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ending<'a> {
+    pub status: u16,
+    /// What the client was told, when the request failed.
+    pub error_message: Option<&'a str>,
+    /// Refused by the IP access lists: recorded as Databricks does, `accounts.IpAccessDenied`.
+    pub ip_blocked: bool,
+    /// Cedar allowed it (a failure after that, e.g. a 502, is still an allowed call).
+    pub allowed: bool,
+}
+
+/// Builds the record of a finished request. `fallback_account` is used when the request never
+/// got as far as the snapshot.
 pub(crate) fn build<'a>(
     ctx: &'a RequestCtx,
-    status: u16,
-    error: Option<(&StageError, &'a ApiError)>,
-    allowed: bool,
+    ending: Ending<'a>,
     fallback_account: &'a str,
 ) -> AuditRecord<'a> {
     let (audit_level, workspace_id) = match &ctx.scope {
@@ -112,11 +119,7 @@ pub(crate) fn build<'a>(
         Some(Scope::Workspace(ws)) => ("WORKSPACE_LEVEL", ws.id.to_string()),
         None => ("WORKSPACE_LEVEL", "0".to_owned()),
     };
-    let ip_denied = matches!(
-        error,
-        Some((StageError::IpAcl(IpAclError::Blocked { .. }), _))
-    );
-    let (service_name, action_name) = match (ip_denied, ctx.route) {
+    let (service_name, action_name) = match (ending.ip_blocked, ctx.route) {
         (true, _) => ("accounts", "IpAccessDenied"),
         (false, Some(route)) => (route.service, route.audit_action),
         (false, None) => ("gateway", "unknownEndpoint"),
@@ -149,11 +152,11 @@ pub(crate) fn build<'a>(
         request_id: &ctx.request_id,
         request_params: params::request_params(ctx.query.as_deref(), &ctx.body),
         response: AuditResponse {
-            status_code: status,
-            error_message: error.map(|(_, api)| api.message.as_str()),
+            status_code: ending.status,
+            error_message: ending.error_message,
             result: None,
         },
-        decision: if allowed { "allow" } else { "deny" },
+        decision: if ending.allowed { "allow" } else { "deny" },
         determining_policies: ctx
             .decision
             .as_ref()

@@ -14,8 +14,8 @@ pub(crate) use oidc::OidcVerifier;
 
 use crate::control::ControlError;
 use crate::ctx::Principal;
-use crate::error::StageError;
-use crate::pipeline::{Exchange, Stage};
+use crate::exchange::{Exchange, Stage};
+use crate::metrics::AuthnFailureReason;
 use crate::shared::Shared;
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
@@ -57,58 +57,44 @@ pub(crate) enum AuthnError {
 
 impl AuthnError {
     /// The metric label: a fixed set.
-    pub(crate) fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> AuthnFailureReason {
+        use AuthnFailureReason as R;
         match self {
-            AuthnError::Missing => "missing",
-            AuthnError::Malformed => "malformed",
-            AuthnError::UnknownToken => "unknown_token",
-            AuthnError::Expired => "expired",
-            AuthnError::WrongWorkspace => "wrong_workspace",
-            AuthnError::TokensDisabled => "tokens_disabled",
-            AuthnError::UnknownIssuer => "unknown_issuer",
-            AuthnError::Algorithm(_) => "algorithm",
-            AuthnError::UnknownKey => "unknown_key",
-            AuthnError::BadSignature => "bad_signature",
-            AuthnError::Claims(_) => "claims",
-            AuthnError::UnknownPrincipal(_) => "unknown_principal",
-            AuthnError::Unavailable(_) => "control_unavailable",
-            AuthnError::JwksUnavailable(_) => "jwks_unavailable",
+            AuthnError::Missing => R::Missing,
+            AuthnError::Malformed => R::Malformed,
+            AuthnError::UnknownToken => R::UnknownToken,
+            AuthnError::Expired => R::Expired,
+            AuthnError::WrongWorkspace => R::WrongWorkspace,
+            AuthnError::TokensDisabled => R::TokensDisabled,
+            AuthnError::UnknownIssuer => R::UnknownIssuer,
+            AuthnError::Algorithm(_) => R::Algorithm,
+            AuthnError::UnknownKey => R::UnknownKey,
+            AuthnError::BadSignature => R::BadSignature,
+            AuthnError::Claims(_) => R::Claims,
+            AuthnError::UnknownPrincipal(_) => R::UnknownPrincipal,
+            AuthnError::Unavailable(_) => R::ControlUnavailable,
+            AuthnError::JwksUnavailable(_) => R::JwksUnavailable,
         }
     }
-
-    /// Every reason label, for registering the metric's series up front.
-    pub(crate) const REASONS: [&'static str; 14] = [
-        "missing",
-        "malformed",
-        "unknown_token",
-        "expired",
-        "wrong_workspace",
-        "tokens_disabled",
-        "unknown_issuer",
-        "algorithm",
-        "unknown_key",
-        "bad_signature",
-        "claims",
-        "unknown_principal",
-        "control_unavailable",
-        "jwks_unavailable",
-    ];
 }
 
-/// The authentication stage.
-#[derive(Clone)]
+/// The authentication stage. It owns the OIDC verifier (the issuers' key caches): nothing
+/// else needs it.
 pub(crate) struct Authn {
     shared: Arc<Shared>,
+    oidc: OidcVerifier,
 }
 
 impl Authn {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Authn { shared }
+    pub(crate) fn new(shared: Arc<Shared>, oidc: OidcVerifier) -> Self {
+        Authn { shared, oidc }
     }
 }
 
 impl Stage for Authn {
-    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+    type Error = AuthnError;
+
+    async fn run(&self, ex: &mut Exchange) -> Result<(), AuthnError> {
         if ex.ctx.route.is_some_and(|r| r.public) {
             ex.ctx.principal = Some(Principal::anonymous());
             return Ok(());
@@ -117,12 +103,9 @@ impl Stage for Authn {
         let principal = if looks_like_pat(token) {
             pat::authenticate(&self.shared, &ex.ctx, token).await?
         } else if token.split('.').count() == 3 {
-            self.shared
-                .oidc
-                .authenticate(token, &self.shared.state)
-                .await?
+            self.oidc.authenticate(token, &self.shared.state).await?
         } else {
-            return Err(AuthnError::Malformed.into());
+            return Err(AuthnError::Malformed);
         };
         ex.ctx.principal = Some(principal);
         Ok(())

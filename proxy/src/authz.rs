@@ -3,8 +3,7 @@
 //! the policy bundle read from an `ArcSwap` so a reload reaches requests on open connections.
 
 use crate::ctx::{DecisionInfo, Principal, RequestCtx, Scope};
-use crate::error::StageError;
-use crate::pipeline::{Exchange, Stage};
+use crate::exchange::{Exchange, Stage};
 use crate::route::{ResourceKind, Route};
 use crate::shared::Shared;
 use lakeward_common::assertion::PrincipalKind as AssertedKind;
@@ -40,14 +39,15 @@ impl Authz {
 }
 
 impl Stage for Authz {
-    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+    type Error = AuthzError;
+
+    async fn run(&self, ex: &mut Exchange) -> Result<(), AuthzError> {
         let ctx = &mut ex.ctx;
         let Some(route) = ctx.route else {
             return Err(AuthzError::NoRoute {
                 method: ctx.method.to_string(),
                 path: ctx.path.clone().unwrap_or_default(),
-            }
-            .into());
+            });
         };
         let request = authz_request(ctx, &route).ok_or(AuthzError::Incomplete)?;
         let bundle = self.shared.policies.current();
@@ -77,8 +77,7 @@ impl Stage for Authz {
             who: describe(ctx.principal.as_ref()),
             action: route.action,
             resource: resource_name(ctx, &route),
-        }
-        .into())
+        })
     }
 }
 

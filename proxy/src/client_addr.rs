@@ -5,8 +5,7 @@
 //! nothing.
 
 use crate::cidr::{canonical, Cidr};
-use crate::error::StageError;
-use crate::pipeline::{Exchange, Stage};
+use crate::exchange::{Exchange, Stage};
 use crate::shared::Shared;
 use http::HeaderMap;
 use std::net::{IpAddr, SocketAddr};
@@ -32,7 +31,9 @@ impl ClientAddr {
 }
 
 impl Stage for ClientAddr {
-    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+    type Error = ClientAddrError;
+
+    async fn run(&self, ex: &mut Exchange) -> Result<(), ClientAddrError> {
         let ip = client_ip(
             ex.ctx.conn.peer.ip(),
             &ex.parts.headers,

@@ -1,20 +1,20 @@
-//! The stages' errors, and the rescue: the one place they become what a client sees,
-//! `{"error_code": "...", "message": "..."}` with the status the Databricks SDK expects.
-//! Messages are written for the caller and never carry internal details; the typed error
-//! (with the details) goes to the log.
+//! The union of the stages' errors, and the rescue: the one place they become what a client
+//! sees, `{"error_code": "...", "message": "..."}` with the status the Databricks SDK expects.
+//! Each stage owns its typed error; this module sits above the stages and imports them all,
+//! so no stage imports it. Messages are written for the caller and never carry internal
+//! details; the typed error (with the details) goes to the log.
 
 use crate::admission::AdmissionError;
 use crate::authn::AuthnError;
 use crate::authz::AuthzError;
 use crate::client_addr::ClientAddrError;
+use crate::exchange::{full_response, ProxyBody};
 use crate::forward::ForwardError;
 use crate::ip_acl::{AclScope, IpAclError};
-use crate::pipeline::ProxyBody;
+use crate::metrics::AuthnFailureReason;
 use crate::upstream::UpstreamError;
 use crate::workspace::WorkspaceError;
-use bytes::Bytes;
 use http::{header, HeaderValue, Response};
-use http_body_util::{BodyExt, Full};
 use lakeward_common::error::{ApiError, ErrorCode};
 
 /// An error from any stage.
@@ -145,24 +145,29 @@ impl StageError {
     pub(crate) fn after_allow(&self) -> bool {
         matches!(self, StageError::Forward(_))
     }
+
+    /// Whether the IP access lists refused the request.
+    pub(crate) fn ip_blocked(&self) -> bool {
+        matches!(self, StageError::IpAcl(IpAclError::Blocked { .. }))
+    }
+
+    /// Why authentication failed, if it did: the metric label.
+    pub(crate) fn authn_failure(&self) -> Option<AuthnFailureReason> {
+        match self {
+            StageError::Authn(e) => Some(e.reason()),
+            _ => None,
+        }
+    }
 }
 
 /// The JSON error response for `err`.
 pub(crate) fn error_response(err: &ApiError) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(err.body()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = err.status();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut response = full_response(err.status(), "application/json", err.body());
     if err.code == ErrorCode::TemporarilyUnavailable {
         // The SDK retries 503 after `Retry-After` seconds (an integer).
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }

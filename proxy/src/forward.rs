@@ -6,7 +6,7 @@
 //! announce a newer state refresh the gateway's caches before they are passed on.
 
 use crate::ctx::RequestCtx;
-use crate::pipeline::{Exchange, Outcome, ProxyBody, RequestBody};
+use crate::exchange::{Exchange, Outcome, ProxyBody, RequestBody};
 use crate::route::Upstream;
 use crate::shared::Shared;
 use crate::upstream::{self, UpstreamError};
@@ -48,7 +48,6 @@ pub(crate) enum ForwardError {
 }
 
 /// The forwarding service.
-#[derive(Clone)]
 pub(crate) struct Forward {
     shared: Arc<Shared>,
     /// `gateway_upstream_latency_seconds` of each upstream, looked up once rather than by
@@ -75,15 +74,13 @@ impl Forward {
 
 impl Forward {
     /// Forwards a request that passed every check (or answers a local route).
-    pub(crate) async fn call(&self, ex: Exchange) -> Outcome {
+    pub(crate) async fn call(&self, ex: Exchange) -> Outcome<ForwardError> {
         let Exchange {
             mut ctx,
             parts,
             body,
         } = ex;
-        let result = forward(self, &mut ctx, parts, body)
-            .await
-            .map_err(Into::into);
+        let result = forward(self, &mut ctx, parts, body).await;
         Outcome { ctx, result }
     }
 }

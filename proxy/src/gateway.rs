@@ -7,6 +7,8 @@ use crate::cidr::Cidr;
 use crate::config::Config;
 use crate::control::ControlClient;
 use crate::metrics::GatewayMetrics;
+use crate::observe::{ObserveLayer, ObserveService};
+use crate::pipeline::Pipeline;
 use crate::policy_store::PolicyStore;
 use crate::shared::Shared;
 use crate::state::{ChangeFeed, ControlState};
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceBuilder;
 
 /// What the gateway needs besides its configuration: secrets, upstream addresses, directories
 /// and the metrics registry, all resolved by the binary.
@@ -48,6 +51,7 @@ pub struct GatewayDeps {
 /// A bound, not yet running, gateway.
 pub struct Gateway {
     shared: Arc<Shared>,
+    stack: ObserveService<Pipeline>,
     listener: TcpListener,
     admin_listener: TcpListener,
     local_addr: SocketAddr,
@@ -132,7 +136,6 @@ impl Gateway {
             trusted_proxies,
             state: Arc::new(state),
             policies: Arc::new(policies),
-            oidc,
             client,
             control_base,
             runtime_base,
@@ -141,8 +144,15 @@ impl Gateway {
             audit,
             metrics,
         });
+        let stack = ServiceBuilder::new()
+            // Outermost: every outcome below, refused or forwarded, passes here exactly once,
+            // so this is where errors become Databricks JSON, and where audit and metrics are
+            // written.
+            .layer(ObserveLayer::new(shared.clone()))
+            .service(Pipeline::new(&shared, oidc));
         Ok(Gateway {
             shared,
+            stack,
             listener,
             admin_listener,
             local_addr,
@@ -172,6 +182,7 @@ impl Gateway {
     ) -> anyhow::Result<()> {
         let Gateway {
             shared,
+            stack,
             listener,
             admin_listener,
             local_addr,
@@ -219,7 +230,14 @@ impl Gateway {
             stop_rx.clone(),
         ));
 
-        server::serve(listener, TlsAcceptor::from(tls), shared.clone(), stop_rx).await;
+        server::serve(
+            listener,
+            TlsAcceptor::from(tls),
+            shared.clone(),
+            stack,
+            stop_rx,
+        )
+        .await;
 
         background.abort_all();
         while background.join_next().await.is_some() {}

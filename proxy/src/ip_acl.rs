@@ -4,8 +4,7 @@
 //! `acct_ip_acl_enable` is on. The lists were compiled once per snapshot, so this is a lookup.
 
 use crate::ctx::Scope;
-use crate::error::StageError;
-use crate::pipeline::{Exchange, Stage};
+use crate::exchange::{Exchange, Stage};
 use lakeward_policy::IpVerdict;
 use std::net::IpAddr;
 
@@ -32,11 +31,13 @@ pub(crate) enum IpAclError {
 pub(crate) struct IpAcl;
 
 impl Stage for IpAcl {
-    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+    type Error = IpAclError;
+
+    async fn run(&self, ex: &mut Exchange) -> Result<(), IpAclError> {
         let ctx = &ex.ctx;
         let (Some(ip), Some(scope), Some(snapshot)) = (ctx.client_ip, &ctx.scope, &ctx.snapshot)
         else {
-            return Err(IpAclError::Incomplete.into());
+            return Err(IpAclError::Incomplete);
         };
         let (enabled, policy, acl_scope) = match scope {
             Scope::Workspace(ws) => (
@@ -62,8 +63,7 @@ impl Stage for IpAcl {
             IpVerdict::Blocked => Err(IpAclError::Blocked {
                 ip,
                 scope: acl_scope,
-            }
-            .into()),
+            }),
         }
     }
 }

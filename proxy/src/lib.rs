@@ -15,6 +15,11 @@
 //! 8. `audit` and 9. `metrics`, written by the outermost layer (`observe`), which is
 //!    also the one place errors become responses (`error`).
 //!
+//! Imports run one way: every stage imports only what lies below it (the leaf `exchange`,
+//! with the exchange, its bodies and the `Stage` trait; `ctx`; `shared` services; its own
+//! error). `pipeline` composes the stages, `error` unites their errors, and the gateway,
+//! which builds the stack, puts `observe` around the pipeline.
+//!
 //! **Architecture invariants:** no route skips a stage; nothing is forwarded without an allow
 //! decision; the upstreams trust only the assertion, so every incoming `x-lakeward-*` header
 //! and `Authorization` are removed before forwarding; when the control plane cannot be
@@ -33,6 +38,7 @@ mod config;
 mod control;
 mod ctx;
 mod error;
+mod exchange;
 mod forward;
 mod gateway;
 mod ip_acl;

@@ -2,7 +2,6 @@
 //! Labels come from fixed sets only (Cedar action names, decision, status code, upstream,
 //! failure reason): never user ids, raw paths or SQL.
 
-use crate::authn::AuthnError;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -13,6 +12,71 @@ const LATENCY_BUCKETS: [f64; 17] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0, 30.0,
 ];
+
+/// The `reason` label of `gateway_authn_failures_total`: why a caller was not authenticated,
+/// without the details (those go to the log). Authentication maps its errors onto it; it
+/// lives here, with the metric, so the metrics need not know authentication's error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AuthnFailureReason {
+    Missing,
+    Malformed,
+    UnknownToken,
+    Expired,
+    WrongWorkspace,
+    TokensDisabled,
+    UnknownIssuer,
+    Algorithm,
+    UnknownKey,
+    BadSignature,
+    Claims,
+    UnknownPrincipal,
+    ControlUnavailable,
+    JwksUnavailable,
+}
+
+impl AuthnFailureReason {
+    /// Every reason, for registering the metric's series up front.
+    pub(crate) const ALL: [AuthnFailureReason; 14] = {
+        use AuthnFailureReason as R;
+        [
+            R::Missing,
+            R::Malformed,
+            R::UnknownToken,
+            R::Expired,
+            R::WrongWorkspace,
+            R::TokensDisabled,
+            R::UnknownIssuer,
+            R::Algorithm,
+            R::UnknownKey,
+            R::BadSignature,
+            R::Claims,
+            R::UnknownPrincipal,
+            R::ControlUnavailable,
+            R::JwksUnavailable,
+        ]
+    };
+
+    /// The label value.
+    pub(crate) fn as_str(self) -> &'static str {
+        use AuthnFailureReason as R;
+        match self {
+            R::Missing => "missing",
+            R::Malformed => "malformed",
+            R::UnknownToken => "unknown_token",
+            R::Expired => "expired",
+            R::WrongWorkspace => "wrong_workspace",
+            R::TokensDisabled => "tokens_disabled",
+            R::UnknownIssuer => "unknown_issuer",
+            R::Algorithm => "algorithm",
+            R::UnknownKey => "unknown_key",
+            R::BadSignature => "bad_signature",
+            R::Claims => "claims",
+            R::UnknownPrincipal => "unknown_principal",
+            R::ControlUnavailable => "control_unavailable",
+            R::JwksUnavailable => "jwks_unavailable",
+        }
+    }
+}
 
 /// Every metric the gateway updates.
 #[derive(Clone)]
@@ -134,8 +198,8 @@ impl GatewayMetrics {
         registry.register(Box::new(metrics.snapshot_version.clone()))?;
         registry.register(Box::new(metrics.change_feed_healthy.clone()))?;
         // Zero series for every reason, so a dashboard sees them before the first failure.
-        for reason in AuthnError::REASONS {
-            metrics.authn_failures.with_label_values(&[reason]);
+        for reason in AuthnFailureReason::ALL {
+            metrics.authn_failures.with_label_values(&[reason.as_str()]);
         }
         Ok(metrics)
     }

@@ -3,9 +3,9 @@
 //! (stage 9) and writes the audit record (stage 8), waiting for durability on mutating calls
 //! before the response leaves.
 
-use crate::audit;
+use crate::audit::{self, Ending};
 use crate::error::{error_response, StageError};
-use crate::pipeline::{Exchange, Outcome, ProxyBody};
+use crate::exchange::{Exchange, Outcome, ProxyBody};
 use crate::route::is_mutating;
 use crate::shared::Shared;
 use http::{header, HeaderValue, Response};
@@ -49,7 +49,10 @@ pub(crate) struct ObserveService<I> {
 
 impl<I> Service<Exchange> for ObserveService<I>
 where
-    I: Service<Exchange, Response = Outcome, Error = Infallible> + Clone + Send + 'static,
+    I: Service<Exchange, Response = Outcome<StageError>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     I::Future: Send,
 {
     type Response = Response<ProxyBody>;
@@ -82,7 +85,7 @@ where
 }
 
 /// Turns an outcome into the response, with metrics and audit.
-async fn finish(shared: &Shared, outcome: Outcome) -> Response<ProxyBody> {
+async fn finish(shared: &Shared, outcome: Outcome<StageError>) -> Response<ProxyBody> {
     let Outcome { ctx, result } = outcome;
     let (mut response, error) = match result {
         Ok(response) => (response, None),
@@ -118,8 +121,8 @@ async fn finish(shared: &Shared, outcome: Outcome) -> Response<ProxyBody> {
     m.requests
         .with_label_values(&[action, decision, response.status().as_str()])
         .inc();
-    if let Some((StageError::Authn(e), _)) = &error {
-        m.authn_failures.with_label_values(&[e.reason()]).inc();
+    if let Some(reason) = error.as_ref().and_then(|(e, _)| e.authn_failure()) {
+        m.authn_failures.with_label_values(&[reason.as_str()]).inc();
     }
     let own = ctx
         .started
@@ -134,13 +137,13 @@ async fn finish(shared: &Shared, outcome: Outcome) -> Response<ProxyBody> {
         .then(|| shared.state.current())
         .flatten();
     let fallback_account = fallback.as_ref().map_or("", |s| s.account_id.as_str());
-    let record = audit::build(
-        &ctx,
+    let ending = Ending {
         status,
-        error.as_ref().map(|(e, api)| (e, api)),
+        error_message: error.as_ref().map(|(_, api)| api.message.as_str()),
+        ip_blocked: error.as_ref().is_some_and(|(e, _)| e.ip_blocked()),
         allowed,
-        fallback_account,
-    );
+    };
+    let record = audit::build(&ctx, ending, fallback_account);
     // Mutating calls: the record is on disk before the caller hears back.
     shared.audit.write(&record, is_mutating(&ctx.method)).await;
     tracing::debug!(status, decision, "request done");

@@ -1,10 +1,13 @@
 //! The TLS listener and the connections it accepts: the connection limit, the TLS handshake
 //! timeout, HTTP/1.1 or HTTP/2 by ALPN with hyper's own limits configured, the idle timeout,
-//! and graceful shutdown. Each request is handed to the pipeline ([`crate::pipeline`]).
+//! and graceful shutdown. Each request is handed to the stack the gateway built (the outer
+//! layer around the pipeline).
 
 use crate::admission::framing::FramingGuard;
 use crate::ctx::{ConnInfo, RequestCtx};
-use crate::pipeline::{self, Exchange, RequestBody};
+use crate::exchange::{Exchange, RequestBody};
+use crate::observe::ObserveService;
+use crate::pipeline::Pipeline;
 use crate::shared::Shared;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -35,6 +38,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
+    stack: ObserveService<Pipeline>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(shared.config.limits.max_connections));
@@ -63,6 +67,7 @@ pub(crate) async fn serve(
                     peer,
                     acceptor.clone(),
                     shared.clone(),
+                    stack.clone(),
                     shutdown.clone(),
                     permit,
                 ));
@@ -96,6 +101,7 @@ async fn connection(
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
+    stack: ObserveService<Pipeline>,
     mut shutdown: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) {
@@ -130,7 +136,6 @@ async fn connection(
         conn: conn.clone(),
         guard: (!h2).then(|| FramingGuard::new(max_head)),
     });
-    let stack = pipeline::build(&shared);
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let conn = service_conn.clone();

@@ -1,8 +1,9 @@
 //! What every stage shares: configuration, the control-plane state, the policy store, the
-//! upstream client, keys, the audit sink and metrics. Built once in `Gateway::bind`.
+//! upstream client, keys, the audit sink and metrics. Built once in `Gateway::bind`. Services
+//! only: what one stage alone needs (the OIDC verifier) belongs to that stage, so this module
+//! imports no stage and every stage can import it.
 
 use crate::audit::AuditSink;
-use crate::authn::OidcVerifier;
 use crate::cidr::Cidr;
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
@@ -17,7 +18,6 @@ pub(crate) struct Shared {
     pub trusted_proxies: Vec<Cidr>,
     pub state: Arc<ControlState>,
     pub policies: Arc<PolicyStore>,
-    pub oidc: OidcVerifier,
     pub client: HttpClient,
     pub control_base: UpstreamBase,
     pub runtime_base: UpstreamBase,

@@ -3,10 +3,8 @@
 //! the SDK retry for minutes (reference 1.2).
 
 use crate::ctx::RequestCtx;
-use crate::pipeline::ProxyBody;
-use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use crate::exchange::{full_response, ProxyBody};
+use http::{Response, StatusCode};
 use serde::Serialize;
 
 #[derive(Serialize)]
@@ -40,15 +38,5 @@ pub(crate) fn respond(ctx: &RequestCtx) -> Result<Response<ProxyBody>, String> {
         ),
     };
     let bytes = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-    let mut response = Response::new(
-        Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = StatusCode::OK;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok(full_response(StatusCode::OK, "application/json", bytes))
 }

@@ -6,8 +6,7 @@
 
 use crate::control::ControlError;
 use crate::ctx::Scope;
-use crate::error::StageError;
-use crate::pipeline::{Exchange, Stage};
+use crate::exchange::{Exchange, Stage};
 use crate::route;
 use crate::shared::Shared;
 use crate::state::{Snapshot, WorkspaceEntry};
@@ -49,7 +48,9 @@ impl WorkspaceStage {
 }
 
 impl Stage for WorkspaceStage {
-    async fn run(&self, ex: &mut Exchange) -> Result<(), StageError> {
+    type Error = WorkspaceError;
+
+    async fn run(&self, ex: &mut Exchange) -> Result<(), WorkspaceError> {
         let authority = ex
             .parts
             .uri
@@ -70,18 +71,12 @@ impl Stage for WorkspaceStage {
                 return Err(WorkspaceError::SniMismatch {
                     host,
                     sni: sni.clone(),
-                }
-                .into());
+                });
             }
         }
         ex.ctx.authority = Some(authority);
 
-        let snapshot = self
-            .shared
-            .state
-            .snapshot_for_request()
-            .await
-            .map_err(WorkspaceError::from)?;
+        let snapshot = self.shared.state.snapshot_for_request().await?;
         ex.ctx.snapshot = Some(snapshot.clone());
 
         let full_path = ex.ctx.path.clone().unwrap_or_else(|| "/".to_owned());
@@ -104,7 +99,7 @@ impl Stage for WorkspaceStage {
 
         if let Some(account) = route::account_id(rest) {
             if account != snapshot.account_id {
-                return Err(WorkspaceError::UnknownAccount(account.to_owned()).into());
+                return Err(WorkspaceError::UnknownAccount(account.to_owned()));
             }
             ex.ctx.scope = Some(Scope::Account);
             return Ok(());
@@ -124,8 +119,7 @@ impl Stage for WorkspaceStage {
                 return Err(WorkspaceError::PrefixMismatch {
                     prefix: p.id,
                     host: h.id,
-                }
-                .into())
+                })
             }
             (Some(w), _) | (None, Some(w)) => w,
             (None, None) => snapshot
@@ -134,7 +128,7 @@ impl Stage for WorkspaceStage {
                 .ok_or_else(|| WorkspaceError::UnknownWorkspace(host.clone()))?,
         };
         if !workspace.running {
-            return Err(WorkspaceError::UnknownWorkspace(workspace.id.to_string()).into());
+            return Err(WorkspaceError::UnknownWorkspace(workspace.id.to_string()));
         }
         for value in ex.parts.headers.get_all(WORKSPACE_ID_HEADER) {
             let text = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
@@ -142,8 +136,7 @@ impl Stage for WorkspaceStage {
                 return Err(WorkspaceError::HeaderMismatch {
                     header: text,
                     addressed: workspace.id,
-                }
-                .into());
+                });
             }
         }
         ex.ctx.scope = Some(Scope::Workspace(workspace));
