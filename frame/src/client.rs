@@ -110,19 +110,39 @@ impl Reply {
     }
 }
 
+/// What a call may take: its deadline, the bytes of answer it reads, its retries. A client's
+/// limits are the defaults of its calls, which may set their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The deadline of a call: all its attempts and the answer's body together.
+    pub timeout: Duration,
+    /// The most bytes of answer a call reads.
+    pub max_response_bytes: usize,
+    /// Retries after the first attempt (0: none), where retrying is safe.
+    pub retries: usize,
+}
+
+impl Default for Limits {
+    /// [`DEFAULT_TIMEOUT`], [`DEFAULT_MAX_RESPONSE_BYTES`], [`DEFAULT_RETRIES`].
+    fn default() -> Self {
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            retries: DEFAULT_RETRIES,
+        }
+    }
+}
+
 /// A client of one peer (`http://host:port`), cheap to clone (the pool is shared).
 #[derive(Debug, Clone)]
 pub struct InternalClient {
     http: Client<HttpConnector, Full<Bytes>>,
     base: Arc<str>,
-    timeout: Duration,
-    max_response_bytes: usize,
-    retries: usize,
+    limits: Limits,
 }
 
 impl InternalClient {
-    /// A client of the service at `base_url`, with [`DEFAULT_TIMEOUT`],
-    /// [`DEFAULT_MAX_RESPONSE_BYTES`] and [`DEFAULT_RETRIES`].
+    /// A client of the service at `base_url`, with the default [`Limits`].
     pub fn new(base_url: &str) -> Self {
         let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
@@ -130,27 +150,13 @@ impl InternalClient {
         InternalClient {
             http,
             base: Arc::from(base_url.trim_end_matches('/')),
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            retries: DEFAULT_RETRIES,
+            limits: Limits::default(),
         }
     }
 
-    /// The deadline of calls that set none.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The answer cap of calls that set none.
-    pub fn with_max_response_bytes(mut self, limit: usize) -> Self {
-        self.max_response_bytes = limit;
-        self
-    }
-
-    /// The retry count of calls that set none.
-    pub fn with_retries(mut self, retries: usize) -> Self {
-        self.retries = retries;
+    /// The limits of calls that set none.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -174,9 +180,7 @@ impl InternalClient {
             method,
             headers,
             body: Bytes::new(),
-            timeout: self.timeout,
-            max_response_bytes: self.max_response_bytes,
-            retries: self.retries,
+            limits: self.limits,
             idempotent,
             invalid: None,
         }
@@ -194,9 +198,7 @@ pub struct Call<'c> {
     uri: String,
     headers: HeaderMap,
     body: Bytes,
-    timeout: Duration,
-    max_response_bytes: usize,
-    retries: usize,
+    limits: Limits,
     idempotent: bool,
     invalid: Option<ClientError>,
 }
@@ -249,21 +251,15 @@ impl Call<'_> {
         self
     }
 
-    /// The deadline of this call (all attempts and the answer's body together).
+    /// This call's deadline ([`Limits::timeout`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.limits.timeout = timeout;
         self
     }
 
-    /// The most bytes of answer this call reads.
-    pub fn max_response_bytes(mut self, limit: usize) -> Self {
-        self.max_response_bytes = limit;
-        self
-    }
-
-    /// Retries after the first attempt (0: none).
-    pub fn retries(mut self, retries: usize) -> Self {
-        self.retries = retries;
+    /// This call's limits, all at once.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -293,18 +289,20 @@ impl Call<'_> {
             uri,
             headers: self.headers,
             body: self.body,
-            max_response_bytes: self.max_response_bytes,
+            max_response_bytes: self.limits.max_response_bytes,
             idempotent: self.idempotent,
         };
-        let policy = backoff::reconnect(RETRY_FIRST, RETRY_LONGEST).with_max_times(self.retries);
+        let timeout = self.limits.timeout;
+        let policy =
+            backoff::reconnect(RETRY_FIRST, RETRY_LONGEST).with_max_times(self.limits.retries);
         let attempts = (|| attempt.run())
             .retry(policy)
             .when(|failure| failure.retryable(attempt.idempotent))
             .notify(|failure, delay| {
                 tracing::debug!(uri = %attempt.uri, %failure, ?delay, "retrying an internal call");
             });
-        match tokio::time::timeout(self.timeout, attempts).await {
-            Err(_) => Err(ClientError::Timeout(self.timeout)),
+        match tokio::time::timeout(timeout, attempts).await {
+            Err(_) => Err(ClientError::Timeout(timeout)),
             Ok(Ok(reply)) => Ok(reply),
             // Retries spent on a peer that kept answering "unavailable": that answer is the
             // caller's to read.

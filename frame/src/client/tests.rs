@@ -110,7 +110,11 @@ async fn the_deadline_covers_the_whole_call() {
 #[tokio::test]
 async fn answers_over_the_cap_are_refused() {
     let peer = peer(|_| Step::Answer(StatusCode::OK, vec![b'x'; 4096])).await;
-    let client = InternalClient::new(&peer.url).with_max_response_bytes(1024);
+    let limits = Limits {
+        max_response_bytes: 1024,
+        ..Limits::default()
+    };
+    let client = InternalClient::new(&peer.url).with_limits(limits);
     let err = client.call(Method::GET, "/big").send().await.unwrap_err();
     assert!(
         matches!(err, ClientError::TooLarge { limit: 1024 }),
@@ -119,7 +123,10 @@ async fn answers_over_the_cap_are_refused() {
     assert_eq!(peer.hits(), 1, "a cap is not a reason to retry");
     let reply = client
         .call(Method::GET, "/big")
-        .max_response_bytes(4096)
+        .limits(Limits {
+            max_response_bytes: 4096,
+            ..limits
+        })
         .send()
         .await
         .unwrap();
@@ -143,13 +150,19 @@ async fn idempotent_calls_are_retried_until_they_succeed() {
 #[tokio::test]
 async fn retries_end_with_the_last_answer() {
     let peer = peer(|_| Step::Answer(StatusCode::SERVICE_UNAVAILABLE, b"busy".to_vec())).await;
-    let client = InternalClient::new(&peer.url).with_retries(3);
+    let client = InternalClient::new(&peer.url).with_limits(Limits {
+        retries: 3,
+        ..Limits::default()
+    });
     let reply = client.call(Method::GET, "/v").send().await.unwrap();
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(peer.hits(), 4);
     let err = client
         .call(Method::GET, "/v")
-        .retries(0)
+        .limits(Limits {
+            retries: 0,
+            ..Limits::default()
+        })
         .json::<()>()
         .await
         .unwrap_err();
