@@ -1,11 +1,13 @@
 //! The HTTP API: the route table, and the one middleware every request goes through.
 //!
-//! A request's life: [`authenticate`] verifies the identity assertion (401 and nothing else
-//! when it does not) and stores the claims in the request's extensions; the route's
-//! extractors ([`extract`]) turn them into a caller (a workspace member, an account admin, the
-//! gateway, or the runtime on the data-plane routes), refusing what the caller may not reach; the handler runs, with any write in
-//! one store transaction; on the way out [`authenticate`] stamps the store's state version on
-//! the response, whatever it is (errors and 404s included).
+//! A request's life: the frame's [`AssertionCheck`] verifies the identity assertion with the
+//! control key or the data-plane key (401 and nothing else when it does not) and stores the
+//! claims in the request's extensions; [`admit`] keeps the data-plane key to the runtime and
+//! its routes; the route's extractors ([`extract`]) turn the claims into a caller (a
+//! workspace member, an account admin, the gateway, or the runtime on the data-plane
+//! routes), refusing what the caller may not reach; the handler runs, with any write in one
+//! store transaction; on the way out [`stamp_version`] puts the store's state version on the
+//! response, whatever it is (401s, errors and 404s included).
 
 mod account_settings;
 mod data;
@@ -32,10 +34,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::Router;
-use extract::{Caller, RuntimeAssertion};
-use lakeward_common::assertion::{IdentityClaims, PrincipalKind, IDENTITY_HEADER};
+use lakeward_common::assertion::{Audience, PrincipalKind};
 use lakeward_common::data as data_wire;
 use lakeward_common::internal::{self as wire, STATE_VERSION_HEADER};
+use lakeward_frame::server::{AssertionCheck, Verified};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -292,42 +294,23 @@ pub(crate) fn router(state: AppState) -> Router {
         // A known path with another method is as unknown to the client as any other path
         // (and says nothing about which internal routes exist).
         .method_not_allowed_fallback(no_route)
+        // Layers run from the last added: the state version goes on every response, the
+        // assertion is checked before anything else looks at the request.
+        .layer(axum::middleware::from_fn(admit))
+        .layer(
+            AssertionCheck::new(state.inner.keys.control.clone())
+                .or_key(state.inner.keys.data_plane.clone()),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authenticate,
+            stamp_version,
         ))
         .with_state(state)
 }
 
 /// 404 `ENDPOINT_NOT_FOUND` for anything the table does not route.
 async fn no_route(method: Method, uri: Uri) -> ControlError {
-    let path: String = uri.path().chars().take(200).collect();
-    ControlError::EndpointNotFound(format!("no API found for `{method} {path}`"))
-}
-
-/// Whose key an assertion verified with.
-enum Verified {
-    /// The gateway's: a user, service principal or the gateway itself.
-    Control(IdentityClaims),
-    /// The runtime's, on the data-plane internal API only.
-    DataPlane(IdentityClaims),
-}
-
-/// Verifies `text` with the control key, then with the data-plane key. A data-plane assertion
-/// must name the runtime: that key is for nothing else.
-fn verify(state: &AppState, text: &str) -> Result<Verified, String> {
-    let keys = &state.inner.keys;
-    match keys.control.verify(text) {
-        Ok(claims) => Ok(Verified::Control(claims)),
-        Err(control_err) => match keys.data_plane.verify(text) {
-            Ok(claims) if claims.kind == PrincipalKind::Runtime => Ok(Verified::DataPlane(claims)),
-            Ok(_) => Err(
-                "identity assertion invalid: the data-plane key signs for the runtime only".into(),
-            ),
-            // The control key's reason: most callers are the gateway's.
-            Err(_) => Err(control_err.to_string()),
-        },
-    }
+    ControlError::no_route(&method, &uri)
 }
 
 /// Whether the runtime may reach `path`: the data-plane routes, and the principal resolution
@@ -338,51 +321,40 @@ fn runtime_route(path: &str) -> bool {
         || path == wire::CHANGES_PATH
 }
 
-/// Verifies the identity assertion, runs the request, and stamps the state version.
-async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let verified = match request.headers().get(IDENTITY_HEADER) {
-        None => Err("identity assertion missing".to_owned()),
-        Some(value) => value
-            .to_str()
-            .map_err(|_| "identity assertion invalid".to_owned())
-            .and_then(|text| verify(&state, text)),
+/// Admits a verified request: an assertion of the data-plane key must name the runtime (that
+/// key is for nothing else) and goes no further than the runtime's routes, whatever a handler
+/// extracts. Runs the request in a span naming it.
+async fn admit(request: Request, next: Next) -> Response {
+    let Some(verified) = request.extensions().get::<Verified>().cloned() else {
+        // The assertion check runs first and lets nothing unverified through; should that
+        // change, fail closed.
+        return ControlError::Unauthenticated("identity assertion missing".into()).into_response();
     };
-    let mut response = match verified {
-        Ok(verified) => {
-            let claims = match &verified {
-                Verified::Control(claims) | Verified::DataPlane(claims) => claims,
-            };
-            let span = tracing::info_span!(
-                "control_request",
-                method = %request.method(),
-                path = %request.uri().path(),
-                request_id = %claims.request_id,
-                principal = %claims.sub,
-            );
-            // A data-plane assertion is kept apart from `Caller`, so that no extractor written
-            // for the gateway's callers can mistake the runtime for one of them, and it goes no
-            // further than the runtime's routes whatever a handler extracts.
-            match verified {
-                Verified::Control(claims) => {
-                    request.extensions_mut().insert(Caller(Arc::new(claims)));
-                    next.run(request).instrument(span).await
-                }
-                Verified::DataPlane(claims) if runtime_route(request.uri().path()) => {
-                    request
-                        .extensions_mut()
-                        .insert(RuntimeAssertion(Arc::new(claims)));
-                    next.run(request).instrument(span).await
-                }
-                Verified::DataPlane(_) => no_route(request.method().clone(), request.uri().clone())
-                    .await
-                    .into_response(),
-            }
+    let claims = verified.claims();
+    if verified.audience() == Audience::DataPlane {
+        if claims.kind != PrincipalKind::Runtime {
+            let reason =
+                "identity assertion invalid: the data-plane key signs for the runtime only";
+            tracing::info!(reason, path = %request.uri().path(), "unauthenticated request refused");
+            return ControlError::Unauthenticated(reason.into()).into_response();
         }
-        Err(reason) => {
-            tracing::info!(%reason, path = %request.uri().path(), "unauthenticated request refused");
-            ControlError::Unauthenticated(reason).into_response()
+        if !runtime_route(request.uri().path()) {
+            return ControlError::no_route(request.method(), request.uri()).into_response();
         }
-    };
+    }
+    let span = tracing::info_span!(
+        "control_request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %claims.request_id,
+        principal = %claims.sub,
+    );
+    next.run(request).instrument(span).await
+}
+
+/// Runs the request and puts the store's state version on the response.
+async fn stamp_version(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
     // Read from the store, not from memory: another replica may have moved it on.
     let version = match state.store().version().await {
         Ok(version) => version,

@@ -1,8 +1,11 @@
 //! [`ControlError`], the one error type of the control plane's handlers, and the one place where
-//! errors become HTTP responses (its [`IntoResponse`]).
+//! they become HTTP responses (its [`IntoResponse`], through the frame's
+//! [`error_response`]).
 
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use lakeward_common::error::{ApiError, ErrorCode};
+use lakeward_frame::server::{error_response, ParamError};
 
 /// Everything a control-plane request can fail with. Each variant but [`ControlError::Store`]
 /// and [`ControlError::Internal`] carries a message written for the caller; those two are logged
@@ -80,6 +83,13 @@ impl ControlError {
         ApiError::new(code, message)
     }
 
+    /// 404 `ENDPOINT_NOT_FOUND` for a route the table does not have, or hides from this caller:
+    /// both are worded alike, so that a hidden route cannot be told from a missing one.
+    pub(crate) fn no_route(method: &Method, uri: &Uri) -> ControlError {
+        let path: String = uri.path().chars().take(200).collect();
+        ControlError::EndpointNotFound(format!("no API found for `{method} {path}`"))
+    }
+
     /// Whether this is a unique-constraint violation from the store (a lost race on a name).
     pub fn is_unique_violation(&self) -> bool {
         match self {
@@ -99,13 +109,16 @@ impl IntoResponse for ControlError {
             // have put a token value in one.
             _ => tracing::debug!(code = self.to_api_error().code.as_str(), "request refused"),
         }
-        let api = self.to_api_error();
-        (
-            api.status(),
-            [(http::header::CONTENT_TYPE, "application/json")],
-            api.body(),
-        )
-            .into_response()
+        error_response(&self.to_api_error())
+    }
+}
+
+impl From<ParamError> for ControlError {
+    fn from(err: ParamError) -> Self {
+        match err {
+            ParamError::Invalid(message) => ControlError::InvalidParameter(message),
+            ParamError::NotInRoute(_) => ControlError::Internal(err.to_string()),
+        }
     }
 }
 

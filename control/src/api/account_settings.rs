@@ -6,7 +6,7 @@
 //! when the account's enabled lists would block the caller, like list changes. Etags are
 //! returned (the state version of the last write) but not enforced: the last write wins.
 
-use super::extract::{AccountCaller, JsonBody};
+use super::extract::AccountCaller;
 use super::ip_lists::{self, ACCOUNT_ENABLE_SETTING};
 use super::AppState;
 use crate::error::ControlError;
@@ -14,6 +14,7 @@ use crate::store::ip_lists::Scope;
 use crate::store::settings;
 use axum::extract::State;
 use axum::Json;
+use lakeward_frame::server::JsonBody;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -9,7 +9,7 @@
 //! out to be a no-op (`IF NOT EXISTS` on an existing object, revoking what was not granted)
 //! is rolled back, so it does not bump the state version and wake every cache for nothing.
 
-use super::extract::{JsonBody, PathParams, QueryParams, RuntimeCaller};
+use super::extract::RuntimeCaller;
 use super::AppState;
 use crate::error::ControlError;
 use crate::store::catalog::{self, CATALOG, SCHEMA, TABLE};
@@ -20,6 +20,7 @@ use lakeward_common::data::{
     CatalogChange, CatalogChangeRequest, CatalogChangeResponse, CatalogSnapshot, GrantChange,
     NewWarehouse, PolicySources, WarehouseList, WarehouseRecord, WarehouseUpdate,
 };
+use lakeward_frame::server::{JsonBody, PathParams, QueryParams};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 use std::path::Path;

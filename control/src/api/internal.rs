@@ -2,7 +2,7 @@
 //! [`GatewayCaller`], so any other caller is told these routes do not exist; principal
 //! resolution and the change feed take an [`InternalCaller`], which admits the runtime too.
 
-use super::extract::{GatewayCaller, InternalCaller, JsonBody, QueryParams};
+use super::extract::{GatewayCaller, InternalCaller};
 use super::workspace_conf::{self, ENABLE_IP_ACCESS_LISTS, ENABLE_TOKENS_CONFIG};
 use super::AppState;
 use crate::error::ControlError;
@@ -14,6 +14,7 @@ use lakeward_common::internal::{
     ChangesResponse, GatewaySnapshot, PrincipalRecord, ResolvePrincipalRequest,
     ResolveTokenRequest, ResolvedToken, WorkspaceRecord,
 };
+use lakeward_frame::server::{JsonBody, QueryParams};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;

@@ -16,7 +16,7 @@
 //!
 //! Workspace lists need a workspace admin, account lists an account admin (defence in depth).
 
-use super::extract::{AccountCaller, Actor, JsonBody, PathParams, WorkspaceCaller};
+use super::extract::{AccountCaller, Actor, WorkspaceCaller};
 use super::workspace_conf::{self, ENABLE_IP_ACCESS_LISTS};
 use super::AppState;
 use crate::error::ControlError;
@@ -25,6 +25,7 @@ use crate::store::{now_ms, settings};
 use axum::extract::State;
 use axum::Json;
 use lakeward_common::internal::ListType;
+use lakeward_frame::server::{JsonBody, PathParams};
 use lakeward_policy::{IpAccessPolicy, IpVerdict, ListKind};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -45,7 +45,7 @@
 //! Other object types: no such objects exist yet, so every `GET`, `PUT` and `PATCH` answers
 //! 404 `RESOURCE_DOES_NOT_EXIST` (after the body, if any, has been checked).
 
-use super::extract::{JsonBody, PathParams, WorkspaceCaller};
+use super::extract::WorkspaceCaller;
 use super::AppState;
 use crate::error::ControlError;
 use crate::store::permissions::{self, CAN_USE, TOKENS_OBJECT};
@@ -56,6 +56,7 @@ use axum::Json;
 use lakeward_common::assertion::PrincipalKind;
 use lakeward_common::data::{WarehouseState, WAREHOUSE_LEVELS};
 use lakeward_common::internal::ADMINS_GROUP;
+use lakeward_frame::server::{JsonBody, PathParams};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;

@@ -22,13 +22,14 @@ pub(crate) mod groups;
 pub(crate) mod service_principals;
 pub(crate) mod users;
 
-use super::extract::{AccountCaller, PathParams, QueryParams, WorkspaceCaller};
+use super::extract::{AccountCaller, WorkspaceCaller};
 use super::AppState;
 use crate::error::ControlError;
 use crate::store::principals::{Group, Principal};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
+use lakeward_frame::server::{PathParams, QueryParams};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -22,7 +22,7 @@
 //! Messages never repeat a token id back: a confused client may have sent a token's value
 //! in its place, and error messages are logged.
 
-use super::extract::{JsonBody, PathParams, QueryParams, WorkspaceCaller};
+use super::extract::WorkspaceCaller;
 use super::workspace_conf::{self, ENABLE_TOKENS_CONFIG};
 use super::AppState;
 use crate::error::ControlError;
@@ -33,6 +33,7 @@ use crate::store::workspaces::Workspace;
 use crate::store::{new_token_id, now_ms, settings};
 use axum::extract::State;
 use axum::Json;
+use lakeward_frame::server::{JsonBody, PathParams, QueryParams};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -13,7 +13,7 @@
 //! Reading is open to every workspace member; writing needs a workspace admin. Values may be
 //! sent as JSON strings, booleans or integers; they are stored as strings.
 
-use super::extract::{JsonBody, QueryParams, WorkspaceCaller};
+use super::extract::WorkspaceCaller;
 use super::ip_lists;
 use super::AppState;
 use crate::error::ControlError;
@@ -22,6 +22,7 @@ use crate::store::settings;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use lakeward_frame::server::{JsonBody, QueryParams};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 

@@ -14,7 +14,7 @@
 //!   workspace whose token authenticates the request is refused (400 `INVALID_STATE`), since
 //!   it would lock the caller out.
 
-use super::extract::{AccountCaller, JsonBody, PathParams, QueryParams};
+use super::extract::AccountCaller;
 use super::AppState;
 use crate::config::{is_dns_label, is_dns_name};
 use crate::error::ControlError;
@@ -22,6 +22,7 @@ use crate::store::workspaces::{self, Workspace, RUNNING};
 use crate::store::{new_numeric_id, now_ms};
 use axum::extract::State;
 use axum::Json;
+use lakeward_frame::server::{JsonBody, PathParams, QueryParams};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 

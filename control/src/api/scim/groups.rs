@@ -13,7 +13,6 @@ use super::{
     filter, list_response, parse_id, patch_text, reference_ids, required_text, steps, Directory,
     OpKind, PatchRequest, ScimCaller,
 };
-use crate::api::extract::{JsonBody, PathParams, QueryParams};
 use crate::api::AppState;
 use crate::error::ControlError;
 use crate::store::new_numeric_id;
@@ -23,6 +22,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use lakeward_common::assertion::PrincipalKind;
 use lakeward_common::internal::ADMINS_GROUP;
+use lakeward_frame::server::{JsonBody, PathParams, QueryParams};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sqlx::AnyConnection;

@@ -12,7 +12,6 @@ use super::{
     display_name_or, filter, groups_json, list_response, parse_id, patch_text, reference_ids,
     scim_bool, steps, Directory, OpKind, PatchRequest, ScimCaller,
 };
-use crate::api::extract::{JsonBody, PathParams, QueryParams};
 use crate::api::AppState;
 use crate::error::ControlError;
 use crate::store::new_numeric_id;
@@ -21,6 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use lakeward_common::assertion::PrincipalKind;
+use lakeward_frame::server::{JsonBody, PathParams, QueryParams};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

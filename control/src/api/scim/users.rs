@@ -24,7 +24,6 @@ use super::{
     display_name_or, filter, list_response, parse_id, patch_text, reference_ids, required_text,
     scim_bool, steps, Directory, OpKind, PatchRequest, ScimCaller,
 };
-use crate::api::extract::{JsonBody, PathParams, QueryParams};
 use crate::api::me::user_json;
 use crate::api::AppState;
 use crate::error::ControlError;
@@ -35,6 +34,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use lakeward_common::assertion::PrincipalKind;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
+use lakeward_frame::server::{JsonBody, PathParams, QueryParams};
 use serde::Deserialize;
 use serde_json::Value;
 use sqlx::AnyConnection;
