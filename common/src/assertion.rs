@@ -97,6 +97,9 @@ const BASE64URL: base64::engine::GeneralPurpose = base64::engine::general_purpos
 pub enum AssertionError {
     #[error("identity assertion missing")]
     Missing,
+    /// The header is not visible ASCII, so it cannot be a JWT.
+    #[error("identity assertion invalid")]
+    Unreadable,
     #[error("identity assertion invalid: {0}")]
     Invalid(String),
     #[error("identity assertion could not be signed")]
