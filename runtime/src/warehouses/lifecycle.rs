@@ -11,14 +11,18 @@ use crate::engine::SqlError;
 use crate::error::ServiceError;
 use crate::scheduler::now_ms;
 use crate::state::Shared;
+use backon::BackoffBuilder;
 use lakeward_common::data::{WarehouseRecord, WarehouseState, WarehouseUpdate};
 use lakeward_common::error::{ApiError, ErrorCode};
+use lakeward_frame::backoff;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often marking a provisioned warehouse `RUNNING` is tried before giving up (the
-/// sweeper tries again later).
+/// How often marking a provisioned warehouse `RUNNING` is tried again before giving up (the
+/// sweeper tries again later), and the first and longest wait between tries.
 const PROVISION_RETRIES: usize = 5;
+const PROVISION_RETRY_FIRST: Duration = Duration::from_millis(500);
+const PROVISION_RETRY_LONGEST: Duration = Duration::from_millis(2500);
 
 pub(crate) fn deleted(record: &WarehouseRecord) -> ServiceError {
     ServiceError::InvalidState(format!("warehouse `{}` is deleted", record.id))
@@ -228,7 +232,9 @@ async fn provision(
     request_id: &str,
 ) -> Result<bool, ServiceError> {
     let compute = shared.compute_for(&record.id, sizing_of(record)).await?;
-    let mut attempt = 0;
+    let mut delays = backoff::reconnect(PROVISION_RETRY_FIRST, PROVISION_RETRY_LONGEST)
+        .with_max_times(PROVISION_RETRIES)
+        .build();
     loop {
         let result = shared
             .control
@@ -265,15 +271,16 @@ async fn provision(
                 tracing::info!(warehouse = %record.id, "warehouse left STARTING before it was provisioned");
                 return Ok(false);
             }
-            Err(err) if attempt < PROVISION_RETRIES => {
-                attempt += 1;
-                tracing::warn!(warehouse = %record.id, error = %err, "cannot mark the warehouse running; retrying");
-                tokio::time::sleep(Duration::from_millis(500 * attempt as u64)).await;
-            }
-            Err(err) => {
-                tracing::error!(warehouse = %record.id, error = %err, "giving up provisioning the warehouse");
-                return Err(err.into());
-            }
+            Err(err) => match delays.next() {
+                Some(delay) => {
+                    tracing::warn!(warehouse = %record.id, error = %err, ?delay, "cannot mark the warehouse running; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+                None => {
+                    tracing::error!(warehouse = %record.id, error = %err, "giving up provisioning the warehouse");
+                    return Err(err.into());
+                }
+            },
         }
     }
 }
