@@ -32,7 +32,24 @@ pub struct Config {
     /// The length of the "minute" of `auto_stop_mins`. A test and operations knob: leave it at
     /// 60000 in production; tests shrink it to see auto-stop happen.
     pub auto_stop_minute_ms: u64,
+    /// The most statements one caller may have pending or running at once; more are refused
+    /// with 429 `RESOURCE_EXHAUSTED`.
+    pub max_live_statements_per_caller: usize,
+    /// The most statements pending or running on one warehouse at once.
+    pub max_live_statements_per_warehouse: usize,
+    /// The most bytes of results kept for one caller's statements (until they expire or are
+    /// closed); a result that would exceed it fails with `RESOURCE_EXHAUSTED`.
+    pub max_result_bytes_per_caller: u64,
+    /// The most bytes of results kept for the statements of one warehouse.
+    pub max_result_bytes_per_warehouse: u64,
 }
+
+/// The longest `statement_retention_secs`: a week. Results live in memory meanwhile.
+pub const MAX_RETENTION_SECS: u64 = 7 * 24 * 3600;
+/// The longest `idle_check_interval_ms`: an hour.
+pub const MAX_IDLE_CHECK_INTERVAL_MS: u64 = 3_600_000;
+/// The longest `auto_stop_minute_ms`: an hour.
+pub const MAX_AUTO_STOP_MINUTE_MS: u64 = 3_600_000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -48,6 +65,10 @@ impl Default for Config {
             statement_retention_secs: 3600,
             idle_check_interval_ms: 10_000,
             auto_stop_minute_ms: 60_000,
+            max_live_statements_per_caller: 200,
+            max_live_statements_per_warehouse: 1000,
+            max_result_bytes_per_caller: 256 * 1024 * 1024,
+            max_result_bytes_per_warehouse: 1024 * 1024 * 1024,
         }
     }
 }
@@ -100,14 +121,44 @@ impl Config {
         if self.result_chunk_bytes == 0 {
             problems.push("runtime.result_chunk_bytes: must be at least 1".to_owned());
         }
-        if self.statement_retention_secs == 0 {
-            problems.push("runtime.statement_retention_secs: must be at least 1".to_owned());
+        if !(1..=MAX_RETENTION_SECS).contains(&self.statement_retention_secs) {
+            problems.push(format!(
+                "runtime.statement_retention_secs: must be between 1 and {MAX_RETENTION_SECS} (a week), not {}",
+                self.statement_retention_secs
+            ));
         }
-        if self.idle_check_interval_ms < 10 {
-            problems.push("runtime.idle_check_interval_ms: must be at least 10".to_owned());
+        if !(10..=MAX_IDLE_CHECK_INTERVAL_MS).contains(&self.idle_check_interval_ms) {
+            problems.push(format!(
+                "runtime.idle_check_interval_ms: must be between 10 and {MAX_IDLE_CHECK_INTERVAL_MS} (an hour), not {}",
+                self.idle_check_interval_ms
+            ));
         }
-        if self.auto_stop_minute_ms == 0 {
-            problems.push("runtime.auto_stop_minute_ms: must be at least 1".to_owned());
+        if !(1..=MAX_AUTO_STOP_MINUTE_MS).contains(&self.auto_stop_minute_ms) {
+            problems.push(format!(
+                "runtime.auto_stop_minute_ms: must be between 1 and {MAX_AUTO_STOP_MINUTE_MS} (an hour), not {}",
+                self.auto_stop_minute_ms
+            ));
+        }
+        if self.max_live_statements_per_caller == 0 {
+            problems.push("runtime.max_live_statements_per_caller: must be at least 1".to_owned());
+        }
+        if self.max_live_statements_per_warehouse < self.max_live_statements_per_caller {
+            problems.push(
+                "runtime.max_live_statements_per_warehouse: must be at least runtime.max_live_statements_per_caller"
+                    .to_owned(),
+            );
+        }
+        if self.max_result_bytes_per_caller < self.result_chunk_bytes as u64 {
+            problems.push(
+                "runtime.max_result_bytes_per_caller: must be at least runtime.result_chunk_bytes"
+                    .to_owned(),
+            );
+        }
+        if self.max_result_bytes_per_warehouse < self.max_result_bytes_per_caller {
+            problems.push(
+                "runtime.max_result_bytes_per_warehouse: must be at least runtime.max_result_bytes_per_caller"
+                    .to_owned(),
+            );
         }
         if problems.is_empty() {
             Ok(())
@@ -183,6 +234,38 @@ mod tests {
             "statement_retention_secs",
             "idle_check_interval_ms",
             "auto_stop_minute_ms",
+        ] {
+            assert!(
+                problems.iter().any(|p| p.contains(field)),
+                "{field} missing from {problems:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_durations_are_refused_with_their_range() {
+        let config: Config = toml_like(
+            r#"{"statement_retention_secs":18446744073709551615,
+               "idle_check_interval_ms":18446744073709551615,
+               "auto_stop_minute_ms":18446744073709551615}"#,
+        );
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("between 1 and 604800"), "{problems:?}");
+        assert!(problems.iter().all(|p| p.contains("18446744073709551615")));
+    }
+
+    #[test]
+    fn the_bounds_on_callers_are_checked() {
+        let config: Config = toml_like(
+            r#"{"max_live_statements_per_caller":0,"max_result_bytes_per_caller":1,
+               "max_result_bytes_per_warehouse":0}"#,
+        );
+        let problems = config.validate().unwrap_err();
+        for field in [
+            "max_live_statements_per_caller",
+            "max_result_bytes_per_caller",
+            "max_result_bytes_per_warehouse",
         ] {
             assert!(
                 problems.iter().any(|p| p.contains(field)),

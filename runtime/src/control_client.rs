@@ -8,6 +8,7 @@
 //! workspace's snapshot at once, so a `GRANT` holds for the very next statement.
 
 use crate::engine::{CatalogWriter, Engine, SqlError};
+use backon::BackoffBuilder;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http::{Method, Request, StatusCode};
@@ -26,12 +27,14 @@ use lakeward_common::internal::{
     ChangesResponse, PrincipalRecord, ResolvePrincipalRequest, CHANGES_PATH,
     RESOLVE_PRINCIPAL_PATH, STATE_VERSION_HEADER,
 };
+use lakeward_frame::backoff;
 use lakeward_policy::PolicyBundle;
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long one call to the control plane may take (the long-poll excepted).
@@ -40,6 +43,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 const LONG_POLL_TIMEOUT: Duration = Duration::from_secs(40);
 /// Policy sources are re-checked at most this often.
 const POLICY_RECHECK: Duration = Duration::from_secs(1);
+/// The change feed's first wait after a failure, and its longest.
+const FEED_RETRY_FIRST: Duration = Duration::from_secs(1);
+const FEED_RETRY_LONGEST: Duration = Duration::from_secs(10);
 
 /// The control plane as the runtime sees it.
 #[derive(Clone)]
@@ -96,19 +102,14 @@ impl ControlClient {
 
     /// Remembers the account of a caller, for the runtime's own background calls.
     pub fn note_account(&self, account_id: &str) {
-        if let Ok(mut current) = self.inner.account_id.lock() {
-            if *current != account_id {
-                *current = account_id.to_owned();
-            }
+        let mut current = self.inner.account_id.lock();
+        if *current != account_id {
+            *current = account_id.to_owned();
         }
     }
 
     fn account_id(&self) -> String {
-        self.inner
-            .account_id
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default()
+        self.inner.account_id.lock().clone()
     }
 
     /// The newest state version seen.
@@ -125,19 +126,13 @@ impl ControlClient {
     }
 
     fn invalidate_all(&self) {
-        if let Ok(mut snapshots) = self.inner.snapshots.lock() {
-            snapshots.clear();
-        }
-        if let Ok(mut principals) = self.inner.principals.lock() {
-            principals.clear();
-        }
+        self.inner.snapshots.lock().clear();
+        self.inner.principals.lock().clear();
     }
 
     /// Drops one workspace's catalog snapshot (after our own write to it).
     pub fn invalidate_catalog(&self, workspace_id: i64) {
-        if let Ok(mut snapshots) = self.inner.snapshots.lock() {
-            snapshots.remove(&workspace_id);
-        }
+        self.inner.snapshots.lock().remove(&workspace_id);
     }
 
     async fn call<B: Serialize, T: DeserializeOwned>(
@@ -294,12 +289,7 @@ impl ControlClient {
             return Ok(snapshot);
         }
         let _guard = self.inner.seeding.lock().await;
-        let first = self
-            .inner
-            .seeded
-            .lock()
-            .map(|mut s| s.insert(workspace_id))
-            .unwrap_or(false);
+        let first = self.inner.seeded.lock().insert(workspace_id);
         if first {
             for change in seed {
                 match self.apply_change(workspace_id, change, request_id).await {
@@ -307,9 +297,7 @@ impl ControlClient {
                     Err(err) if err.code == ErrorCode::ResourceAlreadyExists => {}
                     Err(err) => {
                         // Let a later statement try again.
-                        if let Ok(mut seeded) = self.inner.seeded.lock() {
-                            seeded.remove(&workspace_id);
-                        }
+                        self.inner.seeded.lock().remove(&workspace_id);
                         tracing::error!(workspace_id, error = %err, "seeding the catalog failed");
                         return Err(err);
                     }
@@ -325,12 +313,7 @@ impl ControlClient {
         workspace_id: i64,
         request_id: &str,
     ) -> Result<Arc<CatalogSnapshot>, ApiError> {
-        let cached = self
-            .inner
-            .snapshots
-            .lock()
-            .ok()
-            .and_then(|s| s.get(&workspace_id).cloned());
+        let cached = self.inner.snapshots.lock().get(&workspace_id).cloned();
         if let Some(snapshot) = cached {
             if snapshot.version >= self.version() {
                 return Ok(snapshot);
@@ -344,9 +327,10 @@ impl ControlClient {
             .await?;
         let snapshot = Arc::new(snapshot);
         self.observe_version(snapshot.version);
-        if let Ok(mut snapshots) = self.inner.snapshots.lock() {
-            snapshots.insert(workspace_id, snapshot.clone());
-        }
+        self.inner
+            .snapshots
+            .lock()
+            .insert(workspace_id, snapshot.clone());
         Ok(snapshot)
     }
 
@@ -387,11 +371,7 @@ impl ControlClient {
             return Ok(bundle);
         }
         let fetched: Result<PolicySources, ApiError> = self.get(POLICIES_PATH, request_id).await;
-        let mut cache = self
-            .inner
-            .policies
-            .lock()
-            .map_err(|_| ApiError::internal())?;
+        let mut cache = self.inner.policies.lock();
         cache.checked = Some(Instant::now());
         match fetched {
             Ok(sources) => {
@@ -427,7 +407,7 @@ impl ControlClient {
     }
 
     fn fresh_bundle(&self) -> Option<PolicyBundle> {
-        let cache = self.inner.policies.lock().ok()?;
+        let cache = self.inner.policies.lock();
         let checked = cache.checked?;
         if checked.elapsed() < POLICY_RECHECK {
             cache.bundle.as_ref().map(|(_, b)| b.clone())
@@ -445,11 +425,13 @@ impl ControlClient {
         request_id: &str,
     ) -> Result<PrincipalRecord, ApiError> {
         let version = self.version();
-        let cached = self.inner.principals.lock().ok().and_then(|p| {
-            p.get(user_name)
-                .filter(|(v, _)| *v >= version)
-                .map(|(_, r)| r.clone())
-        });
+        let cached = self
+            .inner
+            .principals
+            .lock()
+            .get(user_name)
+            .filter(|(v, _)| *v >= version)
+            .map(|(_, r)| r.clone());
         if let Some(principal) = cached {
             return Ok(principal);
         }
@@ -470,16 +452,20 @@ impl ControlClient {
                 }
                 _ => err,
             })?;
-        if let Ok(mut principals) = self.inner.principals.lock() {
-            principals.insert(user_name.to_owned(), (version, record.clone()));
-        }
+        self.inner
+            .principals
+            .lock()
+            .insert(user_name.to_owned(), (version, record.clone()));
         Ok(record)
     }
 
     // ---- change feed ----
 
-    /// Follows the control plane's state version until the task is aborted.
+    /// Follows the control plane's state version until the task is aborted. After a failure
+    /// it waits the frame's jittered backoff, so that runtimes that lost the control plane
+    /// together do not come back at it in step.
     pub async fn follow_changes(self) {
+        let mut delays = backoff::reconnect(FEED_RETRY_FIRST, FEED_RETRY_LONGEST).build();
         loop {
             let after = self.version();
             let result: Result<ChangesResponse, ApiError> = self
@@ -492,8 +478,15 @@ impl ControlClient {
                 )
                 .await;
             match result {
-                Ok(changes) => self.observe_version(changes.version),
-                Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
+                Ok(changes) => {
+                    self.observe_version(changes.version);
+                    delays = backoff::reconnect(FEED_RETRY_FIRST, FEED_RETRY_LONGEST).build();
+                }
+                Err(err) => {
+                    let delay = delays.next().unwrap_or(FEED_RETRY_LONGEST);
+                    tracing::debug!(error = %err, ?delay, "the change feed failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
             }
         }
     }

@@ -7,34 +7,37 @@
 //! to everyone else the securable does not exist (404, as a missing one). Changing grants needs
 //! `ManageGrants`.
 
-use crate::service::{
-    access_context, caller, json_response, parse_body, CallerCtx, Failure, Shared,
-};
-use axum::body::Bytes;
+use crate::caller::CallerCtx;
+use crate::error::ServiceError;
+use crate::http::{json_response, Caller, Claims, JsonBody};
+use crate::state::Shared;
+use crate::text::lenient_bool;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::Extension;
-use lakeward_common::assertion::IdentityClaims;
 use lakeward_common::data::{CatalogChange, CatalogSnapshot, GrantChange};
-use lakeward_common::error::{ApiError, ErrorCode};
 use lakeward_policy::Securable;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// `catalog`, `schema` or `table` (any case) and a dotted name, as a securable.
-pub fn parse_securable(securable_type: &str, full_name: &str) -> Result<Securable, ApiError> {
+pub fn parse_securable(securable_type: &str, full_name: &str) -> Result<Securable, ServiceError> {
     let parts: Vec<String> = full_name.split('.').map(str::to_lowercase).collect();
     if parts.iter().any(String::is_empty) {
-        return Err(ApiError::invalid_parameter(format!(
-            "`{full_name}` is not a valid full name"
-        )));
+        return Err(ServiceError::invalid(
+            "full_name",
+            format!("`{full_name}` is not a valid full name"),
+        ));
     }
     let wrong = |n: usize| {
-        ApiError::invalid_parameter(format!(
-            "a {} full name has {n} part(s), not `{full_name}`",
-            securable_type.to_lowercase()
-        ))
+        ServiceError::invalid(
+            "full_name",
+            format!(
+                "a {} full name has {n} part(s), not `{full_name}`",
+                securable_type.to_lowercase()
+            ),
+        )
     };
     match (
         securable_type.to_ascii_uppercase().as_str(),
@@ -53,9 +56,10 @@ pub fn parse_securable(securable_type: &str, full_name: &str) -> Result<Securabl
             name: name.clone(),
         }),
         ("TABLE", _) => Err(wrong(3)),
-        _ => Err(ApiError::invalid_parameter(format!(
-            "securable type `{securable_type}` is not supported: catalog, schema or table"
-        ))),
+        _ => Err(ServiceError::invalid(
+            "securable_type",
+            format!("securable type `{securable_type}` is not supported: catalog, schema or table"),
+        )),
     }
 }
 
@@ -105,7 +109,7 @@ async fn existing(
     ctx: &CallerCtx,
     securable_type: &str,
     full_name: &str,
-) -> Result<(Securable, Arc<CatalogSnapshot>), ApiError> {
+) -> Result<(Securable, Arc<CatalogSnapshot>), ServiceError> {
     let securable = parse_securable(securable_type, full_name)?;
     let snapshot = shared
         .control
@@ -117,8 +121,8 @@ async fn existing(
     Ok((securable, snapshot))
 }
 
-fn missing(securable: &Securable) -> ApiError {
-    ApiError::not_found(format!(
+fn missing(securable: &Securable) -> ServiceError {
+    ServiceError::NotFound(format!(
         "{} `{}` does not exist",
         securable.kind().to_lowercase(),
         securable.full_name()
@@ -142,13 +146,12 @@ pub(crate) fn caller_names(ctx: &CallerCtx) -> BTreeSet<String> {
 
 pub(crate) async fn get(
     State(shared): State<Arc<Shared>>,
-    Extension(claims): Extension<IdentityClaims>,
+    Caller(ctx): Caller,
     Path((securable_type, full_name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
-) -> Result<Response, Failure> {
-    let ctx = caller(&shared, claims).await?;
+) -> Result<Response, ServiceError> {
     let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
-    let context = access_context(&shared, &ctx).await?;
+    let context = shared.access_context(&ctx).await?;
     let principal = query.get("principal").map(String::as_str);
     if shared.engine.authorize_grants(&context, &securable).is_ok() {
         return Ok(json_response(&assignments(
@@ -164,7 +167,7 @@ pub(crate) async fn get(
         .effective_privileges(&context, &securable)
         .is_empty()
     {
-        return Err(missing(&securable).into());
+        return Err(missing(&securable));
     }
     let names = caller_names(&ctx);
     Ok(json_response(&assignments_of(
@@ -174,41 +177,42 @@ pub(crate) async fn get(
     )))
 }
 
-fn parse_changes(body: &serde_json::Map<String, Value>) -> Result<Vec<GrantChange>, ApiError> {
-    let changes = match body.get("changes") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(changes) => changes.clone(),
-    };
-    let changes: Vec<GrantChange> = serde_json::from_value(changes).map_err(|err| {
-        ApiError::invalid_parameter(format!(
-            "`changes` must be a list of {{principal, add, remove}}: {err}"
-        ))
-    })?;
-    for change in &changes {
-        if change.principal.trim().is_empty() {
-            return Err(ApiError::invalid_parameter(
-                "`changes[].principal` is required",
-            ));
+/// `UpdatePermissions`, as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "a JSON object")]
+pub(crate) struct UpdateBody {
+    changes: Option<Vec<GrantChange>>,
+    #[serde(deserialize_with = "lenient_bool")]
+    omit_permissions_in_response: bool,
+}
+
+impl UpdateBody {
+    fn changes(self) -> Result<Vec<GrantChange>, ServiceError> {
+        let changes = self.changes.unwrap_or_default();
+        for (i, change) in changes.iter().enumerate() {
+            if change.principal.trim().is_empty() {
+                let field = format!("changes[{i}].principal");
+                return Err(ServiceError::invalid(
+                    &field,
+                    format!("`{field}` is required"),
+                ));
+            }
         }
+        Ok(changes)
     }
-    Ok(changes)
 }
 
 pub(crate) async fn update(
     State(shared): State<Arc<Shared>>,
-    Extension(claims): Extension<IdentityClaims>,
+    Claims(claims): Claims,
     Path((securable_type, full_name)): Path<(String, String)>,
-    body: Bytes,
-) -> Result<Response, Failure> {
-    let body = parse_body(&body)?;
-    let changes = parse_changes(&body)?;
-    let omit = body
-        .get("omit_permissions_in_response")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    let ctx = caller(&shared, claims).await?;
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Response, ServiceError> {
+    let omit = body.omit_permissions_in_response;
+    let changes = body.changes()?;
+    let ctx = shared.resolve_caller(claims).await?;
     let (securable, _) = existing(&shared, &ctx, &securable_type, &full_name).await?;
-    let context = access_context(&shared, &ctx).await?;
+    let context = shared.access_context(&ctx).await?;
     shared
         .engine
         .authorize_grants(&context, &securable)
@@ -222,11 +226,11 @@ pub(crate) async fn update(
             {
                 missing(&securable)
             }
-            "PERMISSION_DENIED" => ApiError::permission_denied(err.message),
-            "NOT_FOUND" => ApiError::not_found(err.message),
+            "PERMISSION_DENIED" => ServiceError::PermissionDenied(err.message),
+            "NOT_FOUND" => ServiceError::NotFound(err.message),
             _ => {
                 tracing::error!(error_code = %err.error_code, message = %err.message, "grant authorization failed");
-                ApiError::new(ErrorCode::InternalError, "grant authorization failed")
+                ServiceError::Internal
             }
         })?;
     if !changes.is_empty() {

@@ -10,18 +10,37 @@
 //! **Architecture Invariant:** no handler runs before the assertion is verified; the verified
 //! claims are the only source of the caller's identity.
 
+//!
+//! Modules, each importing only those above it in this list (`engine` and `control_client`
+//! know no service; the services know no `app`):
+//! - `config`, `engine`, `control_client`, `queue`, `results`: what the state is built from;
+//! - `scheduler`: compute slots, statements, fair queues, dispatch/cancel/expire;
+//! - `error`, `caller`, `text`: leaf types; `state`: the shared state; `http`: the plumbing;
+//! - `warehouses` (handlers, spec, permissions, lifecycle, upkeep), `statements`, `grants`:
+//!   the services;
+//! - `app` (the router, the serve loop) and `sweeper` (background steps): the only modules
+//!   that know every service.
+
+mod app;
+mod caller;
 mod config;
 pub mod control_client;
 pub mod engine;
+mod error;
 mod grants;
+mod http;
 pub mod queue;
 pub mod results;
-mod service;
+mod scheduler;
+mod state;
 mod statements;
+mod sweeper;
+mod text;
 mod warehouses;
 
+pub use app::{Runtime, READY_PATH};
 pub use config::{Config, S3Settings};
-pub use service::{Runtime, RuntimeDeps, READY_PATH};
+pub use state::RuntimeDeps;
 
 #[cfg(test)]
 mod tests {

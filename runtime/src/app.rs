@@ -1,0 +1,101 @@
+//! The runtime service as a whole: the routes of every service behind the assertion check, and
+//! the background work (the control plane's change feed, the sweeper). With `sweeper`, the
+//! only module that knows every service.
+
+use crate::http::{endpoint_not_found, require_assertion};
+use crate::state::{RuntimeDeps, Shared};
+use crate::{grants, statements, sweeper, warehouses};
+use axum::http::StatusCode;
+use axum::middleware;
+use axum::routing::{get, post};
+use axum::Router;
+use std::future::Future;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The path the gateway's readiness check calls; it reveals nothing and needs no assertion.
+pub const READY_PATH: &str = "/ready";
+
+/// The runtime service.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    /// Sweep steps that failed since the service started.
+    sweep_failures: Arc<AtomicU64>,
+}
+
+impl Runtime {
+    /// Builds the engine and the query runtime and starts writing the sample data. Call it
+    /// from within a tokio runtime: that runtime serves HTTP.
+    pub fn new(deps: RuntimeDeps) -> anyhow::Result<Self> {
+        Ok(Runtime {
+            shared: Shared::build(deps)?,
+            sweep_failures: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The routes, behind the assertion check.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route(
+                "/api/2.0/sql/warehouses",
+                get(warehouses::list).post(warehouses::create),
+            )
+            .route(
+                "/api/2.0/sql/warehouses/{id}",
+                get(warehouses::get).delete(warehouses::delete),
+            )
+            .route("/api/2.0/sql/warehouses/{id}/edit", post(warehouses::edit))
+            .route(
+                "/api/2.0/sql/warehouses/{id}/start",
+                post(warehouses::start),
+            )
+            .route("/api/2.0/sql/warehouses/{id}/stop", post(warehouses::stop))
+            .route("/api/2.0/sql/statements", post(statements::execute))
+            .route("/api/2.0/sql/statements/{id}", get(statements::get))
+            .route(
+                "/api/2.0/sql/statements/{id}/cancel",
+                post(statements::cancel),
+            )
+            .route(
+                "/api/2.0/sql/statements/{id}/result/chunks/{index}",
+                get(statements::chunk),
+            )
+            .route(
+                "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}",
+                get(grants::get).patch(grants::update),
+            )
+            .fallback(endpoint_not_found)
+            .method_not_allowed_fallback(endpoint_not_found)
+            .layer(middleware::from_fn_with_state(
+                self.shared.clone(),
+                require_assertion,
+            ))
+            .with_state(self.shared.clone());
+        Router::new()
+            .route(READY_PATH, get(|| async { StatusCode::OK }))
+            .merge(api)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let feed = tokio::spawn(self.shared.control.clone().follow_changes());
+        let sweeper = tokio::spawn(sweeper::sweep(
+            Arc::downgrade(&self.shared),
+            Duration::from_millis(self.shared.config.idle_check_interval_ms),
+            sweeper::runtime_steps(),
+            self.sweep_failures.clone(),
+        ));
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await;
+        feed.abort();
+        sweeper.abort();
+        served?;
+        Ok(())
+    }
+}
