@@ -30,8 +30,8 @@ use lakeward_common::data::{CatalogChange, CatalogChangeResponse, CatalogSnapsho
 use lakeward_common::internal::{GroupRecord, PrincipalRecord};
 use lakeward_policy::PolicyBundle;
 use lakeward_runtime::engine::{
-    AccessContext, Caller, CatalogWriter, Compute, Engine, EngineConfig, Parameter, SqlError, StatementContext,
-    StatementInput, WarehouseSizing,
+    AccessContext, Caller, CatalogWriter, Compute, Engine, EngineConfig, Parameter, SqlError,
+    StatementContext, StatementInput, WarehouseSizing,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,10 +1,12 @@
 //! Credential passthrough: every securable a statement touches is decided by the policies for
 //! the caller, with the caller's effective Unity Catalog privileges as facts.
 
+use super::context::{AccessContext, Caller};
+use super::error::SqlError;
 use super::error::{
     catalog_not_found, internal, schema_not_found, table_not_found, PERMISSION_DENIED,
 };
-use super::{AccessContext, Caller, SqlError, TableAccess};
+use super::touched::TableAccess;
 use lakeward_common::assertion::PrincipalKind as ClaimKind;
 use lakeward_common::data::CatalogSnapshot;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};

@@ -3,9 +3,9 @@
 //! inference at query time). Tables are wrapped so that the authorization walk over a plan can
 //! tell exactly which securable every scan and write reaches.
 
+use super::error::SqlError;
 use super::error::{bad_request, internal};
 use super::lake::Lake;
-use super::SqlError;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{

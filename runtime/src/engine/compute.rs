@@ -1,9 +1,10 @@
 //! A warehouse's resources as DataFusion sees them: a memory pool that spills to disk, the
 //! lake's object store, and the parallelism of its statements.
 
+use super::config::{EngineConfig, WarehouseSizing};
+use super::error::SqlError;
 use super::error::RESOURCE_EXHAUSTED;
 use super::lake::{Lake, LAKE_URL};
-use super::{EngineConfig, SqlError, WarehouseSizing};
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -33,6 +34,29 @@ pub(crate) fn units(cluster_size: &str) -> u64 {
         "4X-Large" => 256,
         // Sizes are validated before they get here; the smallest is the safe reading.
         _ => 1,
+    }
+}
+
+/// A warehouse's resources: DataFusion's runtime environment (memory pool, spill files, object
+/// stores) and session settings (target partitions), shared by its statements.
+pub struct Compute {
+    pub(crate) inner: ComputeInner,
+}
+
+impl Compute {
+    /// How many statements of this warehouse run at once; the rest queue.
+    pub fn max_concurrency(&self) -> usize {
+        self.inner.max_concurrency
+    }
+
+    /// The memory pool's size in bytes.
+    pub fn memory_limit_bytes(&self) -> usize {
+        self.inner.memory_limit
+    }
+
+    /// DataFusion's target partitions (the statement's parallelism).
+    pub fn target_partitions(&self) -> usize {
+        self.inner.target_partitions
     }
 }
 

@@ -1,9 +1,47 @@
 //! Turning every failure into a [`SqlError`]: the one place that decides error codes and
 //! SQLSTATEs, so the service never inspects DataFusion's errors itself.
 
-use super::SqlError;
+use super::touched::TableAccess;
 use datafusion::error::DataFusionError;
 use std::fmt;
+
+/// Why a statement failed: it becomes the statement's `FAILED` status, never an HTTP error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlError {
+    /// A Databricks `ServiceErrorCode` (`BAD_REQUEST`, `NOT_FOUND`, `RESOURCE_EXHAUSTED`,
+    /// `INTERNAL_ERROR`, ...) or `PERMISSION_DENIED`.
+    pub error_code: String,
+    /// Names the problem: the table, the column, the syntax error.
+    pub message: String,
+    /// The SQLSTATE when one applies (`42P01` unknown table, `42501` permission, `42601`
+    /// syntax).
+    pub sql_state: Option<String>,
+    /// On `PERMISSION_DENIED`: what the statement attempted and was refused (the action and
+    /// securable), so the audit record can name it although nothing was touched.
+    pub denied: Option<Box<TableAccess>>,
+}
+
+impl SqlError {
+    pub fn new(error_code: &str, message: impl Into<String>) -> Self {
+        SqlError {
+            error_code: error_code.to_owned(),
+            message: message.into(),
+            sql_state: None,
+            denied: None,
+        }
+    }
+
+    pub fn with_sql_state(mut self, state: &str) -> Self {
+        self.sql_state = Some(state.to_owned());
+        self
+    }
+
+    /// Records what a `PERMISSION_DENIED` refused.
+    pub fn with_denied(mut self, denied: TableAccess) -> Self {
+        self.denied = Some(Box::new(denied));
+        self
+    }
+}
 
 pub(crate) const BAD_REQUEST: &str = "BAD_REQUEST";
 pub(crate) const NOT_FOUND: &str = "NOT_FOUND";

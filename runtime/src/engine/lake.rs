@@ -2,8 +2,9 @@
 //! one object store rooted at the lake's root. Every table location is a path relative to that
 //! root, so nothing the engine reads or writes can lie outside it.
 
+use super::config::EngineConfig;
+use super::error::SqlError;
 use super::error::{bad_request, internal};
-use super::{EngineConfig, SqlError};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::TryStreamExt;

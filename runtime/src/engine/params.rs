@@ -3,9 +3,10 @@
 //! comments is never touched), and each value is bound as a typed literal. User values never
 //! become SQL text.
 
+use super::context::Parameter;
+use super::error::SqlError;
 use super::error::{bad_request, syntax};
 use super::types::parse_type_name;
-use super::{Parameter, SqlError};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
