@@ -12,8 +12,10 @@ mod assertion;
 mod body;
 mod params;
 mod response;
+pub mod routes;
 
 pub use assertion::{AssertionCheck, AssertionService, Verified};
 pub use body::{parse_json, parse_object, BodyError, JsonBody, JsonObject};
 pub use params::{ParamError, PathParams, QueryParams};
 pub use response::{error_response, json_response, ErrorResponse};
+pub use routes::{RouteEntry, Routes};

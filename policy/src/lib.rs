@@ -14,6 +14,7 @@ mod error;
 mod ip_access;
 mod policy_set;
 mod request;
+mod schema_actions;
 
 pub use check::{check, validate_dir, ValidationReport};
 pub use data::{DataAuthzRequest, Securable};
@@ -21,3 +22,4 @@ pub use error::{PolicyError, PolicyWarning};
 pub use ip_access::{parse_entry, IpAccessPolicy, IpVerdict, Ipv4Net, ListKind};
 pub use policy_set::{Decision, PolicyBundle};
 pub use request::{AuthzRequest, PrincipalInput, PrincipalKind, ResourceInput};
+pub use schema_actions::{schema_actions, ActionKind, SchemaAction};
