@@ -23,6 +23,20 @@ const BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// A held call is forwarded after this long even if the test never releases it.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
+/// Headers that describe one connection or one message's framing, not the request.
+fn hop_by_hop(name: &http::header::HeaderName) -> bool {
+    use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TE, TRANSFER_ENCODING, UPGRADE};
+    [
+        HOST,
+        CONNECTION,
+        CONTENT_LENGTH,
+        TRANSFER_ENCODING,
+        TE,
+        UPGRADE,
+    ]
+    .contains(name)
+}
+
 type Body = Either<Incoming, Full<Bytes>>;
 
 /// The relay's address and the switches a test flips.
@@ -82,8 +96,10 @@ impl Relay {
         let shared = faults.clone();
         tokio::spawn(async move {
             loop {
+                // A relay that cannot accept ends: the runtime then finds the control plane
+                // unreachable, and the test says so, rather than this loop spinning.
                 let Ok((stream, _)) = listener.accept().await else {
-                    continue;
+                    return;
                 };
                 let faults = shared.clone();
                 let client = client.clone();
@@ -186,7 +202,8 @@ async fn relay(
         .method(parts.method.clone())
         .uri(format!("http://{control}{path_and_query}"));
     for (name, value) in &parts.headers {
-        if name != http::header::HOST {
+        // The body is forwarded whole, so its framing is the client's to set again.
+        if !hop_by_hop(name) {
             forwarded = forwarded.header(name, value);
         }
     }

@@ -66,6 +66,20 @@ pub(super) fn quiet_sweeper() -> Config {
     }
 }
 
+/// Runs a test as `#[tokio::test(flavor = "multi_thread", worker_threads = 2)]` would, except
+/// that it does not wait at the end for the runtime's blocking tasks. As it starts, the runtime
+/// writes its `samples` data on one, which takes seconds in a debug build: a test that reads
+/// the samples waits for them anyway, and for the others that wait was most of their time.
+pub(super) fn run(test: impl std::future::Future<Output = ()>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(test);
+    runtime.shutdown_background();
+}
+
 pub(super) struct Reply {
     pub(super) status: u16,
     pub(super) headers: HeaderMap,
