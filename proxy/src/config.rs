@@ -146,7 +146,8 @@ pub struct OidcIssuer {
     pub issuer: String,
     /// Where its JWKS is fetched: `https://`, or `http://` to a loopback address (tests).
     pub jwks_url: String,
-    /// PEM file of CA certificates to verify the JWKS server with. Unset: the system bundle.
+    /// PEM file of CA certificates to verify the JWKS server with. Unset: the system's CA
+    /// certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
     pub jwks_ca_file: Option<PathBuf>,
     /// Accepted `aud` values; a token must name one of them.
     pub audiences: Vec<String>,
