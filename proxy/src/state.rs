@@ -25,10 +25,11 @@ use crate::control::{ControlClient, ControlError};
 use arc_swap::ArcSwapOption;
 use backon::{ExponentialBuilder, Retryable};
 use lakeward_common::internal::{PrincipalRecord, ResolvedToken};
+use parking_lot::Mutex;
 use prometheus::IntGauge;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Negative answers (no such token or principal) are kept at most this long.
@@ -77,6 +78,8 @@ pub(crate) struct ControlState {
     /// The lowest snapshot version requests may be decided with (raised by announcements).
     required_version: AtomicU64,
     refresh_lock: tokio::sync::Mutex<()>,
+    /// parking_lot's lock: it does not poison, so a panic while it was held cannot leave the
+    /// caches unusable (with std's, every later caller had to choose to skip or to go on).
     caches: Mutex<Caches>,
     ttl: Duration,
     default_workspace_id: Option<i64>,
@@ -257,7 +260,7 @@ impl ControlState {
     }
 
     fn drop_caches(&self) {
-        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caches = self.caches.lock();
         caches.generation += 1;
         caches.tokens.clear();
         caches.principals.clear();
@@ -279,14 +282,14 @@ impl ControlState {
     ) -> Result<Option<ResolvedToken>, ControlError> {
         let trusted = self.caches_trusted();
         let generation = {
-            let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            let caches = self.caches.lock();
             if let Some(hit) = caches.tokens.get(hash).filter(|e| trusted && self.fresh(e)) {
                 return Ok(hit.value.clone());
             }
             caches.generation
         };
         let value = self.client.resolve_token(hash, &self.account_id()).await?;
-        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caches = self.caches.lock();
         if trusted && caches.generation == generation {
             if caches.tokens.len() >= MAX_CACHE_ENTRIES {
                 caches.tokens.clear();
@@ -310,7 +313,7 @@ impl ControlState {
     ) -> Result<Option<PrincipalRecord>, ControlError> {
         let trusted = self.caches_trusted();
         let generation = {
-            let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            let caches = self.caches.lock();
             let hit = caches
                 .principals
                 .get(user_name)
@@ -324,7 +327,7 @@ impl ControlState {
             .client
             .resolve_principal(user_name, &self.account_id())
             .await?;
-        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caches = self.caches.lock();
         if trusted && caches.generation == generation {
             if caches.principals.len() >= MAX_CACHE_ENTRIES {
                 caches.principals.clear();
