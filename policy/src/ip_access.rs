@@ -1,10 +1,11 @@
 //! IP access lists with Databricks semantics: IPv4 addresses and CIDR blocks, block lists
 //! checked before allow lists, compiled into sorted ranges so a lookup costs O(log n).
+//! Networks are parsed and represented by `ipnet`; the merged ranges are ours, since they are
+//! what keeps a thousand entries as cheap as one.
 
 use crate::error::PolicyError;
-use std::fmt;
+pub use ipnet::{IpNet, Ipv4Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 /// Whether a list admits or rejects the addresses it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -15,96 +16,55 @@ pub enum ListKind {
     Block,
 }
 
-/// An IPv4 network: an address with its host bits cleared, and a prefix length (0 to 32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4Net {
-    network: Ipv4Addr,
-    prefix_len: u8,
-}
-
-impl Ipv4Net {
-    /// The first address of the network.
-    pub fn network(&self) -> Ipv4Addr {
-        self.network
-    }
-
-    /// The prefix length; 32 for a single address.
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
-
-    /// Whether `ip` lies in the network.
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        let (first, last) = self.range();
-        (first..=last).contains(&u32::from(ip))
-    }
-
-    /// First and last address as integers.
-    fn range(&self) -> (u32, u32) {
-        let first = u32::from(self.network);
-        let host_bits = u32::MAX
-            .checked_shr(u32::from(self.prefix_len))
-            .unwrap_or(0);
-        (first, first | host_bits)
-    }
-}
-
-/// Always CIDR notation (`1.2.3.4/32` for a single address), so equal networks print equally.
-impl fmt::Display for Ipv4Net {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix_len)
-    }
-}
-
-impl FromStr for Ipv4Net {
-    type Err = PolicyError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_entry(s)
+/// The one network grammar of the deployment, for IP access lists and the gateway's trusted
+/// proxies alike: an address (one host: `/32` or `/128`) or `address/prefix`, IPv4 or IPv6.
+/// The address must be spelled as [`IpAddr`] spells it (no leading zeros in IPv4 octets, no
+/// whitespace); the prefix is one to three decimal digits within the family's range. `None`
+/// for anything else. Host bits are kept: [`IpNet::trunc`] clears them.
+pub fn parse_network(s: &str) -> Option<IpNet> {
+    match s.split_once('/') {
+        None => s.parse::<IpAddr>().ok().map(IpNet::from),
+        Some((addr, _)) => {
+            // ipnet alone takes octets with leading zeros (`01.2.3.4`), which could be read as
+            // octal; std refuses them, and so do we.
+            addr.parse::<IpAddr>().ok()?;
+            s.parse::<IpNet>().ok()
+        }
     }
 }
 
 /// Parses and validates one access list entry: an IPv4 address (`1.2.3.4`, meaning `/32`) or
-/// CIDR block (`10.0.0.0/16`). The control plane uses it to answer `INVALID_PARAMETER_VALUE`.
+/// CIDR block (`10.0.0.0/16`), as [`parse_network`] reads them. The control plane uses it to
+/// answer `INVALID_PARAMETER_VALUE`.
 ///
-/// IPv6, surrounding whitespace, leading zeros in octets and prefixes outside 0..=32 are
-/// rejected. A CIDR with host bits set (`10.0.0.1/16`) is accepted and normalized to its
-/// network (`10.0.0.0/16`), since that is unambiguously what it covers; callers wanting to
-/// echo the entry back should keep the original string.
+/// IPv6 (Databricks' lists are IPv4 only), surrounding whitespace, leading zeros in octets
+/// and prefixes outside 0..=32 are rejected. A CIDR with host bits set (`10.0.0.1/16`) is
+/// accepted and normalized to its network (`10.0.0.0/16`), since that is unambiguously what it
+/// covers; callers wanting to echo the entry back should keep the original string.
 pub fn parse_entry(s: &str) -> Result<Ipv4Net, PolicyError> {
     let invalid = |reason: &str| PolicyError::InvalidIpEntry {
         entry: s.to_owned(),
         reason: reason.to_owned(),
     };
-    let (addr, prefix) = match s.split_once('/') {
-        Some((addr, prefix)) => (addr, Some(prefix)),
-        None => (s, None),
-    };
-    let addr = Ipv4Addr::from_str(addr).map_err(|_| {
-        if Ipv6Addr::from_str(addr).is_ok() {
-            invalid("only IPv4 addresses are supported")
-        } else {
-            invalid("expected an IPv4 address such as `10.0.0.1` or a CIDR such as `10.0.0.0/16`")
+    let addr = s.split_once('/').map_or(s, |(addr, _)| addr);
+    match parse_network(s) {
+        Some(IpNet::V4(net)) => Ok(net.trunc()),
+        Some(IpNet::V6(_)) => Err(invalid("only IPv4 addresses are supported")),
+        None if addr.parse::<Ipv6Addr>().is_ok() => {
+            Err(invalid("only IPv4 addresses are supported"))
         }
-    })?;
-    let prefix_len = match prefix {
-        None => 32,
-        // Digits only: `u8::from_str` would also take `+8`.
-        Some(p) if !p.is_empty() && p.len() <= 2 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            match p.parse::<u8>() {
-                Ok(n) if n <= 32 => n,
-                _ => return Err(invalid("the prefix length must be between 0 and 32")),
-            }
+        None if addr.parse::<Ipv4Addr>().is_ok() => {
+            Err(invalid("the prefix length must be between 0 and 32"))
         }
-        Some(_) => return Err(invalid("the prefix length must be between 0 and 32")),
-    };
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(prefix_len))
-        .unwrap_or(0);
-    Ok(Ipv4Net {
-        network: Ipv4Addr::from(u32::from(addr) & mask),
-        prefix_len,
-    })
+        None => Err(invalid(
+            "expected an IPv4 address such as `10.0.0.1` or a CIDR such as `10.0.0.0/16`",
+        )),
+    }
+}
+
+/// First and last address of a network, as integers.
+fn range(net: &Ipv4Net) -> (u32, u32) {
+    (u32::from(net.network()), u32::from(net.broadcast()))
 }
 
 /// Whether the IP access lists let an address through.
@@ -136,7 +96,7 @@ impl IpAccessPolicy {
                 ListKind::Block => &mut block,
             };
             for entry in entries {
-                target.push(parse_entry(entry)?.range());
+                target.push(range(&parse_entry(entry)?));
             }
         }
         Ok(Self {

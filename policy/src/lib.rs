@@ -19,7 +19,9 @@ mod schema_actions;
 pub use check::{check, validate_dir, ValidationReport};
 pub use data::{DataAuthzRequest, Securable};
 pub use error::{PolicyError, PolicyWarning};
-pub use ip_access::{parse_entry, IpAccessPolicy, IpVerdict, Ipv4Net, ListKind};
+pub use ip_access::{
+    parse_entry, parse_network, IpAccessPolicy, IpNet, IpVerdict, Ipv4Net, ListKind,
+};
 pub use policy_set::{Decision, PolicyBundle};
 pub use request::{AuthzRequest, PrincipalInput, PrincipalKind, ResourceInput};
 pub use schema_actions::{schema_actions, ActionKind, SchemaAction};

@@ -65,7 +65,9 @@ struct Inner {
 /// the key, so a hit returns exactly what evaluation would.
 #[derive(Default)]
 struct DecisionCache {
-    entries: std::sync::Mutex<HashMap<AuthzRequest, Decision>>,
+    /// parking_lot's: it does not poison, so a panic while it was held cannot switch the
+    /// cache off for the bundle's life (std's made every later `get` and `put` skip).
+    entries: parking_lot::Mutex<HashMap<AuthzRequest, Decision>>,
 }
 
 /// Past this many entries the cache starts over; it holds recent callers, not history.
@@ -73,16 +75,15 @@ const DECISION_CACHE_CAPACITY: usize = 16_384;
 
 impl DecisionCache {
     fn get(&self, key: &AuthzRequest) -> Option<Decision> {
-        self.entries.lock().ok()?.get(key).cloned()
+        self.entries.lock().get(key).cloned()
     }
 
     fn put(&self, key: AuthzRequest, decision: &Decision) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= DECISION_CACHE_CAPACITY {
-                entries.clear();
-            }
-            entries.insert(key, decision.clone());
+        let mut entries = self.entries.lock();
+        if entries.len() >= DECISION_CACHE_CAPACITY {
+            entries.clear();
         }
+        entries.insert(key, decision.clone());
     }
 }
 

@@ -4,10 +4,10 @@
 //! untrusted hop is the client. Hops further left were written by the client and prove
 //! nothing.
 
-use crate::cidr::{canonical, Cidr};
 use crate::exchange::{Exchange, Stage};
 use crate::shared::Shared;
 use http::HeaderMap;
+use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -48,10 +48,11 @@ impl Stage for ClientAddr {
 pub(crate) fn client_ip(
     peer: IpAddr,
     headers: &HeaderMap,
-    trusted: &[Cidr],
+    trusted: &[IpNet],
 ) -> Result<IpAddr, ClientAddrError> {
-    let peer = canonical(peer);
-    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    // IPv4-mapped IPv6 (`::ffff:a.b.c.d`, as a dual-stack socket reports IPv4 peers) as IPv4.
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|net| net.contains(&ip));
     if !is_trusted(peer) {
         return Ok(peer);
     }
@@ -77,9 +78,11 @@ pub(crate) fn client_ip(
 /// A hop: an address, optionally with a port (`1.2.3.4:5`, `[::1]:5`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
     if let Ok(ip) = hop.parse::<IpAddr>() {
-        return Some(canonical(ip));
+        return Some(ip.to_canonical());
     }
-    hop.parse::<SocketAddr>().ok().map(|s| canonical(s.ip()))
+    hop.parse::<SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
 }
 
 #[cfg(test)]
@@ -101,14 +104,14 @@ mod tests {
 
     #[test]
     fn untrusted_peer_is_the_client_whatever_the_header_says() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let got = client_ip(ip("203.0.113.9"), &headers(&["1.1.1.1"]), &trusted).unwrap();
         assert_eq!(got, ip("203.0.113.9"));
     }
 
     #[test]
     fn rightmost_untrusted_hop_from_a_trusted_peer() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         // The client forged 6.6.6.6; 198.51.100.7 was added by our first proxy.
         let h = headers(&["6.6.6.6, 198.51.100.7", "10.0.0.5"]);
         assert_eq!(
@@ -135,7 +138,7 @@ mod tests {
 
     #[test]
     fn garbage_from_a_trusted_peer_is_refused() {
-        let trusted: Vec<Cidr> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         assert!(client_ip(ip("10.0.0.1"), &headers(&["nonsense"]), &trusted).is_err());
     }
 }

@@ -1,7 +1,8 @@
 //! The gateway's configuration: a serde struct in which every field has a safe default, and a
 //! `validate` that reports every problem at once before anything binds a port.
 
-use crate::cidr::Cidr;
+use ipnet::{IpNet, Ipv4Net};
+use lakeward_policy::parse_network;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -145,7 +146,8 @@ pub struct OidcIssuer {
     pub issuer: String,
     /// Where its JWKS is fetched: `https://`, or `http://` to a loopback address (tests).
     pub jwks_url: String,
-    /// PEM file of CA certificates to verify the JWKS server with. Unset: the system bundle.
+    /// PEM file of CA certificates to verify the JWKS server with. Unset: the system's CA
+    /// certificates (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
     pub jwks_ca_file: Option<PathBuf>,
     /// Accepted `aud` values; a token must name one of them.
     pub audiences: Vec<String>,
@@ -208,8 +210,8 @@ impl Config {
                 ));
             }
         }
-        for cidr in &self.trusted_proxies {
-            if let Err(e) = cidr.parse::<Cidr>() {
+        for entry in &self.trusted_proxies {
+            if let Err(e) = parse_trusted_proxy(entry) {
                 problems.push(format!("`trusted_proxies`: {e}"));
             }
         }
@@ -363,6 +365,25 @@ impl OidcIssuer {
 }
 
 /// `https://` anywhere, or `http://` only to a loopback address (a test JWKS server).
+/// A `trusted_proxies` entry: an address (one host) or network of either family, spelled as
+/// IP access list entries are ([`parse_network`]). An IPv4-mapped IPv6 entry
+/// (`::ffff:10.0.0.1`, `::ffff:10.0.0.0/104`) means its IPv4 network, since client addresses
+/// are compared in their IPv4 form.
+pub(crate) fn parse_trusted_proxy(entry: &str) -> Result<IpNet, String> {
+    let net = parse_network(entry).ok_or_else(|| {
+        format!("invalid CIDR `{entry}`: expected an IPv4 or IPv6 address or network")
+    })?;
+    let IpNet::V6(v6) = net else {
+        return Ok(net);
+    };
+    let mapped = v6
+        .addr()
+        .to_ipv4_mapped()
+        .zip(v6.prefix_len().checked_sub(96))
+        .and_then(|(v4, prefix_len)| Ipv4Net::new(v4, prefix_len).ok());
+    Ok(mapped.map_or(net, IpNet::V4))
+}
+
 pub(crate) fn check_jwks_url(url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
     let host = uri.host().ok_or_else(|| format!("`{url}` has no host"))?;
@@ -516,6 +537,42 @@ mod tests {
             ..Config::default()
         };
         assert!(no_channel.validate().unwrap_err()[0].contains("redis_channel"));
+    }
+
+    #[test]
+    fn trusted_proxies_contain_v4_v6_and_mapped() {
+        let net = |s: &str| parse_trusted_proxy(s).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap().to_canonical();
+        let tens = net("10.0.0.0/8");
+        assert!(tens.contains(&ip("10.1.2.3")));
+        assert!(tens.contains(&ip("::ffff:10.1.2.3")));
+        assert!(!tens.contains(&ip("11.0.0.1")));
+        let host = net("127.0.0.1");
+        assert!(host.contains(&ip("127.0.0.1")));
+        assert!(!host.contains(&ip("127.0.0.2")));
+        let v6 = net("fd00::/8");
+        assert!(v6.contains(&ip("fd12::1")));
+        assert!(!v6.contains(&ip("10.0.0.1")));
+        let all = net("0.0.0.0/0");
+        assert!(all.contains(&ip("8.8.8.8")));
+        // Mapped entries mean their IPv4 network.
+        assert_eq!(net("::ffff:10.0.0.1"), net("10.0.0.1/32"));
+        assert_eq!(net("::ffff:10.0.0.0/104"), net("10.0.0.0/8"));
+    }
+
+    #[test]
+    fn trusted_proxies_reject_garbage() {
+        for bad in [
+            "",
+            "10.0.0.0/33",
+            "10.0.0.0/",
+            "10.0.0/8",
+            "::1/129",
+            "10.0.0.0/+8",
+            "x",
+        ] {
+            assert!(parse_trusted_proxy(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -3,8 +3,7 @@
 
 use crate::audit::{AuditSink, AuditWriter};
 use crate::authn::OidcVerifier;
-use crate::cidr::Cidr;
-use crate::config::Config;
+use crate::config::{parse_trusted_proxy, Config};
 use crate::control::ControlClient;
 use crate::metrics::GatewayMetrics;
 use crate::observe::{ObserveLayer, ObserveService};
@@ -119,8 +118,9 @@ impl Gateway {
         let trusted_proxies = config
             .trusted_proxies
             .iter()
-            .map(|c| c.parse::<Cidr>())
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|entry| parse_trusted_proxy(entry))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!(e))?;
 
         let listener = TcpListener::bind(config.listen)
             .await

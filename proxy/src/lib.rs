@@ -32,7 +32,6 @@ mod admission;
 mod audit;
 mod authn;
 mod authz;
-mod cidr;
 mod client_addr;
 mod config;
 mod control;

@@ -4,18 +4,18 @@
 //! imports no stage and every stage can import it.
 
 use crate::audit::AuditSink;
-use crate::cidr::Cidr;
 use crate::config::Config;
 use crate::metrics::GatewayMetrics;
 use crate::policy_store::PolicyStore;
 use crate::state::ControlState;
 use crate::upstream::{HttpClient, UpstreamBase};
+use ipnet::IpNet;
 use lakeward_common::assertion::AssertionKey;
 use std::sync::Arc;
 
 pub(crate) struct Shared {
     pub config: Config,
-    pub trusted_proxies: Vec<Cidr>,
+    pub trusted_proxies: Vec<IpNet>,
     pub state: Arc<ControlState>,
     pub policies: Arc<PolicyStore>,
     pub client: HttpClient,

@@ -23,11 +23,13 @@ pub(crate) use snapshot::{Snapshot, WorkspaceEntry};
 
 use crate::control::{ControlClient, ControlError};
 use arc_swap::ArcSwapOption;
+use backon::{ExponentialBuilder, Retryable};
 use lakeward_common::internal::{PrincipalRecord, ResolvedToken};
+use parking_lot::Mutex;
 use prometheus::IntGauge;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Negative answers (no such token or principal) are kept at most this long.
@@ -39,6 +41,22 @@ const MAX_CACHE_ENTRIES: usize = 100_000;
 /// this long after the commit; a re-fetch per request would cost a whole snapshot each time,
 /// this costs at most four a second, shared by all requests.
 pub(crate) const DEGRADED_SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(250);
+/// The first delay before trying the control plane again after a failure.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// The longest delay between two tries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+
+/// Delays between attempts to reach a service that failed (the control plane, Redis): the
+/// nominal delay doubles from `first` up to `max / 2`, and jitter adds up to as much again, so
+/// every delay lies between `first` and `max`, and gateway replicas that lost the service
+/// together do not all come back at the same instant. Never gives up.
+pub(crate) fn retry_delays(first: Duration, max: Duration) -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_jitter()
+        .with_min_delay(first)
+        .with_max_delay(max / 2)
+        .without_max_times()
+}
 
 struct Cached<T> {
     value: Option<T>,
@@ -60,6 +78,8 @@ pub(crate) struct ControlState {
     /// The lowest snapshot version requests may be decided with (raised by announcements).
     required_version: AtomicU64,
     refresh_lock: tokio::sync::Mutex<()>,
+    /// parking_lot's lock: it does not poison, so a panic while it was held cannot leave the
+    /// caches unusable (with std's, every later caller had to choose to skip or to go on).
     caches: Mutex<Caches>,
     ttl: Duration,
     default_workspace_id: Option<i64>,
@@ -240,7 +260,7 @@ impl ControlState {
     }
 
     fn drop_caches(&self) {
-        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caches = self.caches.lock();
         caches.generation += 1;
         caches.tokens.clear();
         caches.principals.clear();
@@ -262,14 +282,14 @@ impl ControlState {
     ) -> Result<Option<ResolvedToken>, ControlError> {
         let trusted = self.caches_trusted();
         let generation = {
-            let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            let caches = self.caches.lock();
             if let Some(hit) = caches.tokens.get(hash).filter(|e| trusted && self.fresh(e)) {
                 return Ok(hit.value.clone());
             }
             caches.generation
         };
         let value = self.client.resolve_token(hash, &self.account_id()).await?;
-        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caches = self.caches.lock();
         if trusted && caches.generation == generation {
             if caches.tokens.len() >= MAX_CACHE_ENTRIES {
                 caches.tokens.clear();
@@ -293,7 +313,7 @@ impl ControlState {
     ) -> Result<Option<PrincipalRecord>, ControlError> {
         let trusted = self.caches_trusted();
         let generation = {
-            let caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+            let caches = self.caches.lock();
             let hit = caches
                 .principals
                 .get(user_name)
@@ -307,7 +327,7 @@ impl ControlState {
             .client
             .resolve_principal(user_name, &self.account_id())
             .await?;
-        let mut caches = self.caches.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut caches = self.caches.lock();
         if trusted && caches.generation == generation {
             if caches.principals.len() >= MAX_CACHE_ENTRIES {
                 caches.principals.clear();
@@ -331,41 +351,62 @@ impl ControlState {
     /// Loads the first snapshot (retrying with backoff), then, if `long_poll`, long-polls for
     /// changes forever.
     pub(crate) async fn watch(self: Arc<Self>, long_poll: bool) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let result = match self.current() {
-                None => self.refresh_to(0).await,
-                Some(_) if !long_poll => return,
-                Some(snapshot) => {
-                    let started = Instant::now();
-                    match self
-                        .client
-                        .changes(snapshot.version, &snapshot.account_id)
-                        .await
-                    {
-                        Ok(version) if version > snapshot.version => {
-                            self.observe_version(version).await
-                        }
-                        Ok(_) => {
-                            // No change: normally after a long wait; never spin on a control
-                            // plane that answers at once.
-                            if started.elapsed() < Duration::from_secs(1) {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            }
-                            Ok(())
-                        }
-                        Err(e) => Err(e),
-                    }
-                }
-            };
-            match result {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(e) => {
+        while long_poll || self.current().is_none() {
+            // Each step is tried until it succeeds (so this never yields an error); the
+            // delays start over with the next step.
+            let _ = (|| self.watch_step(long_poll))
+                .retry(retry_delays(FIRST_RETRY_DELAY, MAX_RETRY_DELAY))
+                .notify(|e: &ControlError, _| {
                     tracing::warn!(error = %e, "control plane not reachable; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
+                })
+                .await;
         }
+    }
+
+    /// Loads the first snapshot, or waits for one change (a long-poll) and applies it.
+    async fn watch_step(&self, long_poll: bool) -> Result<(), ControlError> {
+        let snapshot = match self.current() {
+            None => return self.refresh_to(0).await,
+            Some(_) if !long_poll => return Ok(()),
+            Some(snapshot) => snapshot,
+        };
+        let started = Instant::now();
+        let version = self
+            .client
+            .changes(snapshot.version, &snapshot.account_id)
+            .await?;
+        if version > snapshot.version {
+            return self.observe_version(version).await;
+        }
+        // No change: normally after a long wait; never spin on a control plane that answers
+        // at once.
+        if started.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backon::BackoffBuilder;
+
+    #[test]
+    fn retry_delays_stay_within_the_bounds_and_are_jittered() {
+        let (first, max) = (Duration::from_millis(100), Duration::from_secs(2));
+        let delays: Vec<Duration> = retry_delays(first, max).build().take(40).collect();
+        assert_eq!(delays.len(), 40, "it never gives up");
+        assert!(
+            delays.iter().all(|d| (first..=max).contains(d)),
+            "{delays:?}"
+        );
+        assert!(delays[0] < first * 2, "{delays:?}");
+        // Past the cap the delays still differ: replicas do not retry in step.
+        let capped = &delays[20..];
+        assert!(
+            capped.iter().any(|d| *d != capped[0]) && capped.iter().all(|d| *d >= max / 2),
+            "{capped:?}"
+        );
     }
 }

@@ -210,8 +210,8 @@ fn compiled_matcher_agrees_with_a_linear_scan() {
         let (allow_nets, block_nets) = (nets(&allow), nets(&block));
         for _ in 0..500 {
             let addr = Ipv4Addr::from(pick(&mut rng));
-            let naive = if block_nets.iter().any(|n| n.contains(addr))
-                || (!allow_nets.is_empty() && !allow_nets.iter().any(|n| n.contains(addr)))
+            let naive = if block_nets.iter().any(|n| n.contains(&addr))
+                || (!allow_nets.is_empty() && !allow_nets.iter().any(|n| n.contains(&addr)))
             {
                 IpVerdict::Blocked
             } else {

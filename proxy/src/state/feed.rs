@@ -11,11 +11,12 @@
 //! within `PING_INTERVAL + PING_TIMEOUT`, so a version lost with it leaves the caches trusted
 //! for under a second. Otherwise [`ControlState`] is degraded (see its module docs).
 //!
-//! Lost connections are retried with a growing delay, from [`FIRST_RETRY_DELAY`] up to
-//! [`MAX_RETRY_DELAY`]. An outage is logged once as a warning when it starts and once when it
-//! ends; the URL (it may hold a password) never is.
+//! Lost connections are retried with a growing, jittered delay between [`FIRST_RETRY_DELAY`]
+//! and [`MAX_RETRY_DELAY`] (see [`retry_delays`]). An outage is logged once as a warning when
+//! it starts and once when it ends; the URL (it may hold a password) never is.
 
-use super::ControlState;
+use super::{retry_delays, ControlState};
+use backon::{BackoffBuilder, ExponentialBackoff};
 use futures_util::StreamExt as _;
 use redis::aio::{PubSubSink, PubSubStream};
 use std::sync::Arc;
@@ -29,10 +30,20 @@ const PING_TIMEOUT: Duration = Duration::from_millis(400);
 /// How long connecting, and then subscribing, may take.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// The first delay before reconnecting (or re-fetching after a failed resynchronisation); it
-/// doubles on each further failure.
+/// grows on each further failure.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// The longest delay between two attempts.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// A fresh sequence of delays between attempts.
+fn delays() -> ExponentialBackoff {
+    retry_delays(FIRST_RETRY_DELAY, MAX_RETRY_DELAY).build()
+}
+
+/// The next delay of `delays` (which never ends; the maximum should it ever).
+fn next_delay(delays: &mut ExponentialBackoff) -> Duration {
+    delays.next().unwrap_or(MAX_RETRY_DELAY)
+}
 
 /// The subscriber; [`ChangeFeed::run`] keeps it going.
 pub(crate) struct ChangeFeed {
@@ -61,13 +72,13 @@ impl ChangeFeed {
     /// Subscribes, resynchronises `state` and follows announcements; on any failure marks
     /// `state` degraded and starts over after a delay. Runs until aborted.
     pub(crate) async fn run(self, state: Arc<ControlState>) {
-        let mut delay = FIRST_RETRY_DELAY;
+        let mut reconnect = delays();
         // Whether a warning about the current outage has been logged.
         let mut outage = false;
         loop {
             match self.subscribe().await {
                 Ok((sink, stream, since)) => {
-                    delay = FIRST_RETRY_DELAY;
+                    reconnect = delays();
                     let why = self.follow(sink, stream, since, &state, &mut outage).await;
                     state.feed_lost();
                     tracing::warn!(
@@ -90,8 +101,7 @@ impl ChangeFeed {
                     }
                 }
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(MAX_RETRY_DELAY);
+            tokio::time::sleep(next_delay(&mut reconnect)).await;
         }
     }
 
@@ -137,7 +147,7 @@ impl ChangeFeed {
             // fetched after `since`.
             let mut resync = Some(since);
             let mut resync_at = tokio::time::Instant::now();
-            let mut resync_delay = FIRST_RETRY_DELAY;
+            let mut resync_delays = delays();
             loop {
                 tokio::select! {
                     message = stream.next() => {
@@ -163,7 +173,7 @@ impl ChangeFeed {
                             );
                             state.feed_lost();
                             resync = Some(Instant::now());
-                            resync_at = tokio::time::Instant::now() + resync_delay;
+                            resync_at = tokio::time::Instant::now() + next_delay(&mut resync_delays);
                         }
                     }
                     () = tokio::time::sleep_until(resync_at), if resync.is_some() => {
@@ -171,7 +181,7 @@ impl ChangeFeed {
                         match state.feed_resynchronised(since).await {
                             Ok(()) => {
                                 resync = None;
-                                resync_delay = FIRST_RETRY_DELAY;
+                                resync_delays = delays();
                                 if std::mem::take(outage) {
                                     tracing::info!(channel = %self.channel, "Redis change feed healthy again");
                                 } else {
@@ -183,8 +193,7 @@ impl ChangeFeed {
                                     error = %e,
                                     "cannot load the snapshot after subscribing; retrying"
                                 );
-                                resync_at = tokio::time::Instant::now() + resync_delay;
-                                resync_delay = (resync_delay * 2).min(MAX_RETRY_DELAY);
+                                resync_at = tokio::time::Instant::now() + next_delay(&mut resync_delays);
                             }
                         }
                     }

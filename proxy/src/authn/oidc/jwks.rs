@@ -9,7 +9,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::Jwk;
-use std::path::{Path, PathBuf};
+use rustls::pki_types::CertificateDer;
+use rustls::RootCertStore;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,13 +19,6 @@ use std::time::Duration;
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 /// How long a JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Where Linux distributions keep the system CA bundle.
-const SYSTEM_BUNDLES: [&str; 4] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
 
 /// An HTTPS-capable client for one issuer's JWKS.
 pub(crate) struct JwksClient {
@@ -31,29 +26,13 @@ pub(crate) struct JwksClient {
 }
 
 impl JwksClient {
-    /// A client trusting `ca_file`, or the system bundle when `None`.
+    /// A client trusting `ca_file`, or the system's CA certificates when `None`.
     pub(crate) fn new(ca_file: Option<&Path>, needs_tls: bool) -> anyhow::Result<Self> {
-        let mut roots = rustls::RootCertStore::empty();
-        if needs_tls {
-            let path = match ca_file {
-                Some(p) => p.to_path_buf(),
-                None => system_bundle().ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "no system CA bundle found for the JWKS client; set `jwks_ca_file`"
-                    )
-                })?,
-            };
-            let pem = std::fs::read(&path)
-                .map_err(|e| anyhow::anyhow!("reading `{}`: {e}", path.display()))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?;
-                // A bundle may hold certificates rustls cannot use; skip them, as browsers do.
-                let _ = roots.add(cert);
-            }
-            if roots.is_empty() {
-                anyhow::bail!("`{}` holds no usable CA certificate", path.display());
-            }
-        }
+        let roots = if needs_tls {
+            trust_roots(ca_file)?
+        } else {
+            RootCertStore::empty()
+        };
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -117,12 +96,44 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
         .collect())
 }
 
-fn system_bundle() -> Option<PathBuf> {
-    std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from))
-        .find(|p| p.is_file())
+/// The CA certificates JWKS servers are checked against: those of `ca_file` (every one must
+/// load), or the system's, found as OpenSSL would (`SSL_CERT_FILE`, `SSL_CERT_DIR`, then the
+/// platform's usual places). No usable certificate at all is an error: the gateway then does
+/// not start, rather than trust nothing and fail every OIDC login later.
+fn trust_roots(ca_file: Option<&Path>) -> anyhow::Result<RootCertStore> {
+    let (loaded, source) = match ca_file {
+        Some(path) => {
+            let loaded = rustls_native_certs::load_certs_from_paths(Some(path), None);
+            if let Some(e) = loaded.errors.first() {
+                anyhow::bail!("`jwks_ca_file` `{}`: {e}", path.display());
+            }
+            (loaded, format!("`{}`", path.display()))
+        }
+        None => {
+            let loaded = rustls_native_certs::load_native_certs();
+            for e in &loaded.errors {
+                tracing::warn!(error = %e, "some system CA certificates could not be loaded");
+            }
+            (loaded, "the system's CA certificates".to_owned())
+        }
+    };
+    usable_roots(loaded.certs, &source)
+}
+
+/// The certificates rustls can use, or an error naming `source` when there is none.
+fn usable_roots(
+    certs: Vec<CertificateDer<'static>>,
+    source: &str,
+) -> anyhow::Result<RootCertStore> {
+    let mut roots = RootCertStore::empty();
+    // A bundle may hold certificates rustls cannot use; skip them, as browsers do.
+    roots.add_parsable_certificates(certs);
+    if roots.is_empty() {
+        anyhow::bail!(
+            "no usable CA certificate in {source} for the JWKS client; set `jwks_ca_file` to a PEM bundle"
+        );
+    }
+    Ok(roots)
 }
 
 #[cfg(test)]
@@ -143,5 +154,35 @@ mod tests {
             .collect();
         assert_eq!(kids, ["a", "c"]);
         assert!(parse(b"[]").is_err());
+    }
+
+    #[test]
+    fn a_configured_ca_file_is_trusted_and_a_bad_one_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["idp.test".to_owned()]).unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, ca.cert.pem()).unwrap();
+        assert_eq!(trust_roots(Some(&good)).unwrap().len(), 1);
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for bad in [&empty, &missing] {
+            let err = trust_roots(Some(bad)).unwrap_err().to_string();
+            assert!(err.contains(&bad.display().to_string()), "{err}");
+        }
+        assert!(JwksClient::new(Some(&empty), true).is_err());
+        // Plain HTTP (loopback, tests) needs no roots at all.
+        assert!(JwksClient::new(Some(&missing), false).is_ok());
+    }
+
+    #[test]
+    fn no_usable_root_is_an_error_that_says_what_to_set() {
+        let err = usable_roots(Vec::new(), "the system's CA certificates")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("jwks_ca_file"), "{err}");
+        let garbage = CertificateDer::from(vec![1u8, 2, 3]);
+        assert!(usable_roots(vec![garbage], "`x`").is_err());
     }
 }
