@@ -17,6 +17,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod catalog;
+pub(crate) mod directory;
 pub(crate) mod ip_lists;
 mod migrations;
 pub(crate) mod permissions;

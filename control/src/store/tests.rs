@@ -1,6 +1,7 @@
 //! Store tests, on SQLite and on PostgreSQL.
 
-use super::principals::{self, Group};
+use super::directory::Group;
+use super::principals;
 use super::workspaces::{self, Workspace, RUNNING};
 use super::{catalog, ip_lists, permissions, settings, tokens, warehouses, Backend, Store};
 use crate::test_support::{both_backends, Db, TestDb};
@@ -141,7 +142,7 @@ async fn deleting_a_workspace_deletes_what_it_owns(db: Db) {
         attributes: serde_json::Map::from_iter([("aws_region".to_owned(), "x".into())]),
         creation_time: 1,
     };
-    let principal = principals::Principal {
+    let principal = super::directory::Principal {
         id: 5,
         kind: lakeward_common::assertion::PrincipalKind::User,
         user_name: "u@example.com".into(),
