@@ -13,15 +13,18 @@
 //! ```
 
 use anyhow::Context;
+use lakeward_common::assertion::MasterSecret;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use time::{Duration, OffsetDateTime};
+use zeroize::Zeroizing;
 
 /// The shipped default policies, copied into a new data directory's `policies/`.
 const SEED_POLICIES: [(&str, &str); 2] = [
@@ -101,17 +104,21 @@ impl DataDir {
         Ok(dir)
     }
 
-    /// The master secret for identity assertions, created on first use.
-    pub fn master_secret(&self) -> anyhow::Result<lakeward_common::assertion::MasterSecret> {
-        use lakeward_common::assertion::MasterSecret;
+    /// The master secret for identity assertions, created on first use. The file holds its
+    /// hex form (64 digits; a trailing newline or spaces are accepted).
+    pub fn master_secret(&self) -> anyhow::Result<MasterSecret> {
         let path = self.identity_key();
         if path.exists() {
-            let text = std::fs::read_to_string(&path)?;
-            return MasterSecret::from_hex(&text)
+            // `fs::read` sizes its buffer from the file's length, so the text is not copied
+            // as it grows; the one copy is wiped when dropped.
+            let bytes = Zeroizing::new(std::fs::read(&path)?);
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| anyhow::anyhow!("`{}`: not text", path.display()))?;
+            return MasterSecret::from_hex(text)
                 .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()));
         }
         let secret = MasterSecret::generate();
-        write_file(&path, secret.to_hex().as_bytes(), 0o600)?;
+        write_file(&path, secret.to_hex().expose_secret().as_bytes(), 0o600)?;
         Ok(secret)
     }
 
@@ -263,6 +270,44 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         let secret = dir.master_secret().unwrap().to_hex();
-        assert_eq!(secret, dir.master_secret().unwrap().to_hex());
+        assert_eq!(
+            secret.expose_secret(),
+            dir.master_secret().unwrap().to_hex().expose_secret()
+        );
+    }
+
+    /// The file format is the one earlier releases wrote: 64 hex digits (with or without a
+    /// trailing newline), mode 0600. A directory made by them loads with the same secret.
+    #[test]
+    fn the_identity_key_file_keeps_its_format() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let written = dir.master_secret().unwrap();
+        let text = std::fs::read_to_string(dir.identity_key()).unwrap();
+        assert_eq!(text.len(), 64);
+        assert!(text
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(text, written.to_hex().expose_secret());
+        let mode = std::fs::metadata(dir.identity_key())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // An older directory's file, by hand: the same keys come out of it.
+        let old = tempfile::tempdir().unwrap();
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        std::fs::write(old.path().join("identity.key"), format!("{hex}\n")).unwrap();
+        let loaded = DataDir::open(old.path()).unwrap().master_secret().unwrap();
+        assert_eq!(loaded.to_hex().expose_secret(), hex);
+        let expected = MasterSecret::from_hex(hex).unwrap();
+        use lakeward_common::assertion::Audience;
+        assert_eq!(
+            loaded.key_for(Audience::Control).to_hex().expose_secret(),
+            expected.key_for(Audience::Control).to_hex().expose_secret()
+        );
+        std::fs::write(old.path().join("identity.key"), "not hex").unwrap();
+        assert!(DataDir::open(old.path()).unwrap().master_secret().is_err());
     }
 }

@@ -11,8 +11,11 @@
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use rand::RngCore;
+use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// The request header that carries the assertion. The gateway strips any incoming copy.
 pub const IDENTITY_HEADER: &str = "x-lakeward-identity";
@@ -107,33 +110,40 @@ pub enum AssertionError {
 }
 
 /// A 32-byte secret from which the per-audience keys are derived. Kept by the gateway only.
-#[derive(Clone)]
-pub struct MasterSecret([u8; 32]);
+///
+/// Held in a [`SecretBox`]: wiped when dropped, `[REDACTED]` in `Debug`. Clones share that one
+/// copy.
+#[derive(Debug, Clone)]
+pub struct MasterSecret(Arc<SecretBox<[u8; 32]>>);
 
 impl MasterSecret {
     pub fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        MasterSecret(bytes)
+        let mut secret = SecretBox::new(Box::new([0u8; 32]));
+        rand::rngs::OsRng.fill_bytes(secret.expose_secret_mut());
+        MasterSecret(Arc::new(secret))
     }
 
     /// Parses the hex form written by [`MasterSecret::to_hex`].
     pub fn from_hex(text: &str) -> Result<Self, AssertionError> {
-        let raw = hex::decode(text.trim())
-            .map_err(|_| AssertionError::Invalid("master secret is not hex".into()))?;
-        let bytes: [u8; 32] = raw
-            .try_into()
+        let text = text.trim();
+        if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AssertionError::Invalid("master secret is not hex".into()));
+        }
+        // Decoded straight into the box: no other copy of the bytes is made.
+        let mut secret = SecretBox::new(Box::new([0u8; 32]));
+        hex::decode_to_slice(text, secret.expose_secret_mut())
             .map_err(|_| AssertionError::Invalid("master secret must be 32 bytes".into()))?;
-        Ok(MasterSecret(bytes))
+        Ok(MasterSecret(Arc::new(secret)))
     }
 
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+    /// The hex form, as kept in the data directory; wiped when dropped.
+    pub fn to_hex(&self) -> SecretString {
+        secret_hex(self.0.expose_secret())
     }
 
     /// The key for one audience: HMAC-SHA256(master, "lakeward-assertion/" + audience).
     pub fn key_for(&self, audience: Audience) -> AssertionKey {
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.0.expose_secret());
         let tag = ring::hmac::sign(
             &key,
             format!("lakeward-assertion/{}", audience.as_str()).as_bytes(),
@@ -142,22 +152,20 @@ impl MasterSecret {
     }
 }
 
-impl std::fmt::Debug for MasterSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterSecret(..)")
-    }
-}
-
 /// The key of one audience: the gateway signs with it, that audience's upstream verifies.
-#[derive(Clone)]
+///
+/// The key's bytes are held in a [`SecretBox`] (wiped when the last clone is dropped,
+/// `[REDACTED]` in `Debug`); what else holds them is ring's prepared HMAC key, which cannot be
+/// wiped but is never printed either.
+#[derive(Debug, Clone)]
 pub struct AssertionKey {
     audience: Audience,
-    /// Signing runs once per forwarded request, so the HMAC key is prepared once here rather
-    /// than by `jsonwebtoken` on every call. Verification stays with `jsonwebtoken`.
-    signing: ring::hmac::Key,
-    decoding: DecodingKey,
+    /// Signing and verifying run once per forwarded request, so the HMAC key is prepared once
+    /// here rather than by `jsonwebtoken` on every call (which would also keep a plain copy
+    /// of the key). `jsonwebtoken` still checks the claims.
+    hmac: ring::hmac::Key,
     validation: Validation,
-    raw_hex: String,
+    secret: Arc<SecretSlice<u8>>,
 }
 
 impl AssertionKey {
@@ -167,19 +175,22 @@ impl AssertionKey {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
         validation.leeway = LEEWAY_SECS;
+        // The signature is verified with `hmac` before the claims are looked at.
+        validation.insecure_disable_signature_validation();
         AssertionKey {
             audience,
-            signing: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
-            decoding: DecodingKey::from_secret(secret),
+            hmac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
             validation,
-            raw_hex: hex::encode(secret),
+            secret: Arc::new(SecretSlice::from(secret.to_vec())),
         }
     }
 
     /// Parses the hex form written by [`AssertionKey::to_hex`].
     pub fn from_hex(audience: Audience, text: &str) -> Result<Self, AssertionError> {
-        let raw = hex::decode(text.trim())
-            .map_err(|_| AssertionError::Invalid("assertion key is not hex".into()))?;
+        let raw = Zeroizing::new(
+            hex::decode(text.trim())
+                .map_err(|_| AssertionError::Invalid("assertion key is not hex".into()))?,
+        );
         if raw.len() < 32 {
             return Err(AssertionError::Invalid(
                 "assertion key must be at least 32 bytes".into(),
@@ -188,8 +199,9 @@ impl AssertionKey {
         Ok(AssertionKey::new(audience, &raw))
     }
 
-    pub fn to_hex(&self) -> String {
-        self.raw_hex.clone()
+    /// The hex form of the key; wiped when dropped.
+    pub fn to_hex(&self) -> SecretString {
+        secret_hex(self.secret.expose_secret())
     }
 
     pub fn audience(&self) -> Audience {
@@ -208,24 +220,48 @@ impl AssertionKey {
         token.push_str(SIGNED_HEADER);
         token.push('.');
         BASE64URL.encode_string(&payload, &mut token);
-        let tag = ring::hmac::sign(&self.signing, token.as_bytes());
+        let tag = ring::hmac::sign(&self.hmac, token.as_bytes());
         token.push('.');
         BASE64URL.encode_string(tag.as_ref(), &mut token);
         Ok(token)
     }
 
-    /// Verifies an assertion: signature, algorithm, issuer, audience and lifetime.
+    /// Verifies an assertion: algorithm and signature (HS256 with this key, in constant time),
+    /// then issuer, audience and lifetime.
     pub fn verify(&self, token: &str) -> Result<IdentityClaims, AssertionError> {
-        jsonwebtoken::decode::<IdentityClaims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| AssertionError::Invalid(e.kind_description()))
+        let invalid = |why: &str| AssertionError::Invalid(why.to_owned());
+        // Split as jsonwebtoken splits, so that the claims it reads are the ones signed.
+        let (signed, signature) = token.rsplit_once('.').ok_or_else(|| invalid("malformed"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| AssertionError::Invalid(e.kind_description()))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(invalid("algorithm not allowed"));
+        }
+        let tag = BASE64URL
+            .decode(signature)
+            .map_err(|_| invalid("bad signature"))?;
+        ring::hmac::verify(&self.hmac, signed.as_bytes(), &tag)
+            .map_err(|_| invalid("bad signature"))?;
+        jsonwebtoken::decode::<IdentityClaims>(
+            token,
+            &DecodingKey::from_secret(&[]),
+            &self.validation,
+        )
+        .map(|data| data.claims)
+        .map_err(|e| AssertionError::Invalid(e.kind_description()))
     }
 }
 
-impl std::fmt::Debug for AssertionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AssertionKey({})", self.audience.as_str())
+/// `bytes` in lowercase hex, built in place in a secret string: the buffer is allocated at its
+/// final size, so no reallocation leaves a copy behind.
+fn secret_hex(bytes: &[u8]) -> SecretString {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
+    SecretString::from(text)
 }
 
 trait KindDescription {
@@ -345,7 +381,9 @@ mod tests {
         let expired = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
             &c,
-            &jsonwebtoken::EncodingKey::from_secret(&hex::decode(key.to_hex()).unwrap()),
+            &jsonwebtoken::EncodingKey::from_secret(
+                &hex::decode(key.to_hex().expose_secret()).unwrap(),
+            ),
         )
         .unwrap();
         assert!(key.verify(&expired).is_err());
@@ -374,10 +412,109 @@ mod tests {
     #[test]
     fn master_hex_round_trip() {
         let m = MasterSecret::generate();
-        let back = MasterSecret::from_hex(&m.to_hex()).unwrap();
+        let back = MasterSecret::from_hex(m.to_hex().expose_secret()).unwrap();
         assert_eq!(
-            m.key_for(Audience::Runtime).to_hex(),
-            back.key_for(Audience::Runtime).to_hex()
+            m.key_for(Audience::Runtime).to_hex().expose_secret(),
+            back.key_for(Audience::Runtime).to_hex().expose_secret()
         );
+        assert_eq!(m.to_hex().expose_secret().len(), 64);
+        let key = m.key_for(Audience::Control);
+        let again =
+            AssertionKey::from_hex(Audience::Control, key.to_hex().expose_secret()).unwrap();
+        assert_eq!(
+            again.verify(&key.sign(claims()).unwrap()).unwrap().sub,
+            "42"
+        );
+    }
+
+    #[test]
+    fn bad_hex_is_refused_with_a_reason() {
+        let message = |text: &str| MasterSecret::from_hex(text).unwrap_err().to_string();
+        assert!(message("zz").ends_with("master secret is not hex"));
+        assert!(message("abc").ends_with("master secret is not hex"));
+        assert!(message(&"ab".repeat(31)).ends_with("master secret must be 32 bytes"));
+        assert!(message(&"ab".repeat(33)).ends_with("master secret must be 32 bytes"));
+        assert!(MasterSecret::from_hex(&format!(" {}\n", "ab".repeat(32))).is_ok());
+        assert!(AssertionKey::from_hex(Audience::Control, &"ab".repeat(31)).is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() {
+        let master = MasterSecret::generate();
+        let key = master.key_for(Audience::Control);
+        for shown in [
+            format!("{master:?}"),
+            format!("{key:?}"),
+            format!("{key:#?}"),
+        ] {
+            assert!(shown.contains("REDACTED"), "{shown}");
+            for secret in [master.to_hex(), key.to_hex()] {
+                let hex = secret.expose_secret();
+                assert!(!shown.contains(hex), "{shown}");
+                assert!(!shown.contains(&hex[..16]), "{shown}");
+            }
+        }
+        assert!(!format!("{:?}", master.to_hex()).contains(master.to_hex().expose_secret()));
+    }
+
+    #[test]
+    fn other_algorithms_are_refused_even_with_the_right_key() {
+        let key = MasterSecret::generate().key_for(Audience::Control);
+        let raw = hex::decode(key.to_hex().expose_secret()).unwrap();
+        let mut c = claims();
+        c.iss = ISSUER.into();
+        c.aud = Audience::Control.as_str().into();
+        c.iat = unix_now();
+        c.exp = unix_now() + 60;
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let token = jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(alg),
+                &c,
+                &jsonwebtoken::EncodingKey::from_secret(&raw),
+            )
+            .unwrap();
+            let err = key.verify(&token).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "identity assertion invalid: algorithm not allowed"
+            );
+        }
+        // The same claims as HS256 with that key: accepted, so only the algorithm differed.
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &c,
+            &jsonwebtoken::EncodingKey::from_secret(&raw),
+        )
+        .unwrap();
+        assert_eq!(key.verify(&token).unwrap().sub, "42");
+    }
+
+    #[test]
+    fn tampered_claims_and_signatures_are_refused() {
+        let key = MasterSecret::generate().key_for(Audience::Control);
+        let token = key.sign(claims()).unwrap();
+        let (head, signature) = token.rsplit_once('.').unwrap();
+        let (header, _) = head.split_once('.').unwrap();
+        let mut forged = claims();
+        forged.sub = "1".into();
+        forged.iss = ISSUER.into();
+        forged.aud = Audience::Control.as_str().into();
+        forged.iat = unix_now();
+        forged.exp = unix_now() + 60;
+        let payload = BASE64URL.encode(serde_json::to_vec(&forged).unwrap());
+        let swapped = format!("{header}.{payload}.{signature}");
+        assert!(
+            key.verify(&swapped).is_err(),
+            "claims not covered by the signature"
+        );
+        for bad in [
+            format!("{head}.{}", &signature[1..]),
+            format!("{head}."),
+            format!("{head}.!!!"),
+            format!("{token}.extra"),
+            head.to_owned(),
+        ] {
+            assert!(key.verify(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -14,6 +14,7 @@ mod data;
 mod extract;
 mod internal;
 mod ip_lists;
+mod lockout;
 mod me;
 mod permissions;
 mod scim;

@@ -6,16 +6,20 @@
 //! requests only bump the watch, and the task does the network I/O. Versions that arrive
 //! while a publish is under way, or while Redis is unreachable, are coalesced into the newest,
 //! which is all a gateway needs (it refetches whenever it sees a version above its own). While
-//! Redis is unreachable the task retries with a growing delay (up to
-//! [`MAX_RETRY_DELAY`]), logs the outage once as a warning and its end once, and never logs
+//! Redis is unreachable the task retries with the frame's backoff (from
+//! [`FIRST_RETRY_DELAY`] doubling up to [`MAX_RETRY_DELAY`], jittered so that replicas do not
+//! reconnect in step), logs the outage once as a warning and its end once, and never logs
 //! the URL (it may hold a password).
 
+use backon::{BackoffBuilder, ExponentialBackoff};
+use lakeward_frame::backoff;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-/// The first retry delay after a failed publish; it doubles on each further failure.
+/// The first retry delay after a failed publish (at most; jitter may shorten it by half); it
+/// doubles on each further failure.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(250);
 /// The longest delay between two attempts while Redis is unreachable.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
@@ -70,9 +74,10 @@ impl Publisher {
     async fn run(mut self, mut versions: watch::Receiver<u64>) {
         // Only versions committed from now on: the current one is old news.
         versions.borrow_and_update();
-        let mut retry: Option<Duration> = None;
+        // The delays still to wait while Redis is unreachable; `None` while it is fine.
+        let mut retry: Option<ExponentialBackoff> = None;
         loop {
-            match retry {
+            match retry.as_mut() {
                 // Nothing pending: wait for the next commit.
                 None => {
                     if versions.changed().await.is_err() {
@@ -80,7 +85,8 @@ impl Publisher {
                     }
                 }
                 // The last attempt failed: wait out the delay, following newer versions.
-                Some(delay) => {
+                Some(delays) => {
+                    let delay = delays.next().unwrap_or(MAX_RETRY_DELAY);
                     let deadline = Instant::now() + delay;
                     loop {
                         tokio::select! {
@@ -116,7 +122,9 @@ impl Publisher {
                         ),
                         Some(_) => tracing::debug!(%error, "Redis still unreachable"),
                     }
-                    retry = Some(retry.map_or(FIRST_RETRY_DELAY, |d| (d * 2).min(MAX_RETRY_DELAY)));
+                    retry.get_or_insert_with(|| {
+                        backoff::reconnect(FIRST_RETRY_DELAY, MAX_RETRY_DELAY).build()
+                    });
                 }
             }
         }

@@ -63,8 +63,9 @@ pub struct Bootstrap {
     pub admin_token: Option<String>,
 }
 
-/// The assertion keys the control plane verifies with.
-#[derive(Clone)]
+/// The assertion keys the control plane verifies with. `Debug` shows no key material (each
+/// key's is held in a secret box).
+#[derive(Clone, Debug)]
 pub struct ControlKeys {
     /// [`Audience::Control`]: the gateway's assertions, for the public API and the gateway's
     /// internal API.
@@ -72,12 +73,6 @@ pub struct ControlKeys {
     /// [`Audience::DataPlane`]: the runtime's assertions, accepted only on the data-plane
     /// internal API ([`lakeward_common::data`]) and the two gateway routes the runtime shares.
     pub data_plane: AssertionKey,
-}
-
-impl std::fmt::Debug for ControlKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ControlKeys(..)")
-    }
 }
 
 /// An open control plane: its store and the HTTP API over it.

@@ -17,6 +17,7 @@
 
 pub(crate) mod accounts;
 pub(crate) mod catalog;
+pub(crate) mod directory;
 pub(crate) mod ip_lists;
 mod migrations;
 pub(crate) mod permissions;
@@ -78,10 +79,13 @@ impl Store {
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
                 Box::pin(async move {
-                    // WAL lets readers run beside the writer; synchronous=FULL fsyncs the WAL
-                    // at every commit, so an acknowledged write survives kill -9 and power loss.
+                    // WAL lets readers run beside the writer. synchronous=EXTRA fsyncs the WAL
+                    // at every commit, as FULL does, so an acknowledged write survives kill -9
+                    // and power loss; should SQLite keep a rollback journal (a filesystem
+                    // where WAL cannot be had), EXTRA also syncs the directory after the
+                    // journal is deleted, which FULL does not.
                     conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA synchronous = EXTRA").await?;
                     conn.execute("PRAGMA busy_timeout = 10000").await?;
                     Ok(())
                 })

@@ -9,7 +9,8 @@
 //! Redis tests use `redis://127.0.0.1:6379` (override with `LAKEWARD_TEST_REDIS_URL`, `skip`
 //! to skip them), each on a channel of its own, for the same reason.
 
-use crate::store::principals::{self, Principal};
+use crate::store::directory::Principal;
+use crate::store::principals;
 use crate::store::Store;
 use crate::{Bootstrap, Config, ControlKeys, ControlPlane};
 use axum::body::Body;

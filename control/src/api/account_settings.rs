@@ -7,7 +7,8 @@
 //! returned (the state version of the last write) but not enforced: the last write wins.
 
 use super::extract::AccountCaller;
-use super::ip_lists::{self, ACCOUNT_ENABLE_SETTING};
+use super::ip_lists::ACCOUNT_ENABLE_SETTING;
+use super::lockout::check_lockout;
 use super::AppState;
 use crate::error::ControlError;
 use crate::store::ip_lists::Scope;
@@ -67,7 +68,7 @@ async fn write(
     let mut tx = state.store().begin_write().await?;
     if value.unwrap_or(true) {
         let lists = crate::store::ip_lists::list(tx.conn(), Scope::Account).await?;
-        ip_lists::check_lockout(&lists, true, &caller.claims.client_ip)?;
+        check_lockout(&lists, true, &caller.claims.client_ip)?;
     }
     let etag = match value {
         Some(value) => {

@@ -4,7 +4,8 @@
 
 use super::AppState;
 use crate::error::ControlError;
-use crate::store::principals::{self, Group, Principal};
+use crate::store::directory::{Group, Principal};
+use crate::store::principals;
 use crate::store::workspaces::{self, Workspace};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

@@ -2,7 +2,7 @@
 
 use super::extract::WorkspaceCaller;
 use super::scim::{groups_json, Directory};
-use crate::store::principals::{Group, Principal};
+use crate::store::directory::{Group, Principal};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lakeward_common::assertion::PrincipalKind;

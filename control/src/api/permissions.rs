@@ -48,8 +48,9 @@
 use super::extract::WorkspaceCaller;
 use super::AppState;
 use crate::error::ControlError;
+use crate::store::directory::{Group, Principal};
 use crate::store::permissions::{self, CAN_USE, TOKENS_OBJECT};
-use crate::store::principals::{self, Group, Principal};
+use crate::store::principals;
 use crate::store::warehouses;
 use axum::extract::State;
 use axum::Json;

@@ -25,7 +25,7 @@ pub(crate) mod users;
 use super::extract::{AccountCaller, WorkspaceCaller};
 use super::AppState;
 use crate::error::ControlError;
-use crate::store::principals::{Group, Principal};
+use crate::store::directory::{Group, Principal};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};

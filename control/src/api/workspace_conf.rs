@@ -14,7 +14,7 @@
 //! sent as JSON strings, booleans or integers; they are stored as strings.
 
 use super::extract::WorkspaceCaller;
-use super::ip_lists;
+use super::lockout::check_lockout;
 use super::AppState;
 use crate::error::ControlError;
 use crate::store::ip_lists::Scope;
@@ -158,7 +158,7 @@ pub(crate) async fn set_conf(
         && !is_on(&before, ENABLE_IP_ACCESS_LISTS);
     if turning_on {
         let lists = crate::store::ip_lists::list(tx.conn(), Scope::Workspace(workspace_id)).await?;
-        ip_lists::check_lockout(&lists, true, &caller.claims.client_ip)?;
+        check_lockout(&lists, true, &caller.claims.client_ip)?;
     }
     for (key, value) in &changes {
         settings::set_workspace_conf(tx.conn(), workspace_id, key, value).await?;

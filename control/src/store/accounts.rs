@@ -1,6 +1,7 @@
 //! The account (a single row) and the first-run bootstrap that creates it.
 
-use super::principals::{self, Group, Principal};
+use super::directory::{Group, Principal};
+use super::principals;
 use super::tokens::{self, Token};
 use super::workspaces::{self, Workspace, RUNNING};
 use super::Store;

@@ -2,7 +2,7 @@
 //! access tokens, whose only grantable level is `CAN_USE`) and `warehouses/<id>` (SQL
 //! warehouses). Workspace admins' `CAN_MANAGE` is implicit and never stored.
 
-use super::principals::Group;
+use super::directory::Group;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
 use sqlx::AnyConnection;
 use sqlx::Row;

@@ -1,42 +1,11 @@
 //! Users, service principals, groups and memberships.
 
+use super::directory::{Group, Principal};
 use lakeward_common::assertion::PrincipalKind;
-use lakeward_common::internal::{GroupRecord, PrincipalRecord};
+use lakeward_common::internal::PrincipalRecord;
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 use sqlx::Row;
-
-/// A user or a service principal.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Principal {
-    pub(crate) id: i64,
-    /// [`PrincipalKind::User`] or [`PrincipalKind::ServicePrincipal`].
-    pub(crate) kind: PrincipalKind,
-    /// `userName`; a service principal's application id.
-    pub(crate) user_name: String,
-    pub(crate) display_name: String,
-    pub(crate) active: bool,
-    /// Service principals only.
-    pub(crate) application_id: Option<String>,
-}
-
-/// A group; `workspace_id` `None` is account-level.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Group {
-    pub(crate) id: i64,
-    pub(crate) workspace_id: Option<i64>,
-    pub(crate) display_name: String,
-}
-
-impl Group {
-    pub(crate) fn record(&self) -> GroupRecord {
-        GroupRecord {
-            id: self.id.to_string(),
-            display_name: self.display_name.clone(),
-            workspace_id: self.workspace_id,
-        }
-    }
-}
 
 /// Whether `groups` (a principal's, from [`groups_of`]) make it a member of the workspace: it
 /// is in the workspace's `users` or `admins` group.

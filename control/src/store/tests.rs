@@ -1,6 +1,7 @@
 //! Store tests, on SQLite and on PostgreSQL.
 
-use super::principals::{self, Group};
+use super::directory::Group;
+use super::principals;
 use super::workspaces::{self, Workspace, RUNNING};
 use super::{catalog, ip_lists, permissions, settings, tokens, warehouses, Backend, Store};
 use crate::test_support::{both_backends, Db, TestDb};
@@ -141,7 +142,7 @@ async fn deleting_a_workspace_deletes_what_it_owns(db: Db) {
         attributes: serde_json::Map::from_iter([("aws_region".to_owned(), "x".into())]),
         creation_time: 1,
     };
-    let principal = principals::Principal {
+    let principal = super::directory::Principal {
         id: 5,
         kind: lakeward_common::assertion::PrincipalKind::User,
         user_name: "u@example.com".into(),
@@ -524,23 +525,37 @@ async fn token_permission_migration_grants_users(db: Db) {
     assert_eq!(grants[0].permission_level, "CAN_USE");
 }
 
-/// SQLite connections are in WAL mode with `synchronous=FULL`, so acknowledged writes
-/// survive a crash.
+/// Every SQLite connection the store hands out is in WAL mode with `synchronous=EXTRA`, so an
+/// acknowledged commit has been fsynced: it survives a crash of the machine, not only of the
+/// process. (A kill -9 test cannot tell: the page cache outlives the process.) The value read
+/// back is EXTRA, not SQLite's default FULL, so this fails if the setting is dropped.
 #[tokio::test]
 async fn sqlite_is_durable() {
     let test_db = TestDb::new(Db::Sqlite).await;
     let store = open_store(&test_db).await;
-    let mut conn = store.conn().await.unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    assert_eq!(mode, "wal");
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&mut *conn)
-        .await
-        .unwrap();
-    assert_eq!(synchronous, 2, "FULL");
+    // The settings are per connection: hold several at once so the pool opens more than one.
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(store.conn().await.unwrap());
+    }
+    for conn in &mut conns {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 3, "EXTRA");
+    }
+    drop(conns);
+    // A write goes through the WAL, the file those settings make SQLite fsync at commit.
+    let tx = store.begin_write().await.unwrap();
+    tx.commit().await.unwrap();
+    let wal = test_db.data_dir.path().join("control.db-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
     assert!(test_db.data_dir.path().join("control.db").exists());
 }
 

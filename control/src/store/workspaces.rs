@@ -1,8 +1,9 @@
 //! Workspaces. Deleting one deletes everything that belongs to it, in the same transaction.
 
+use super::directory::Group;
 use super::ip_lists::Scope;
 use super::permissions;
-use super::principals::{self, Group};
+use super::principals;
 use lakeward_common::internal::{ADMINS_GROUP, USERS_GROUP};
 use serde_json::{Map, Value};
 use sqlx::any::AnyRow;

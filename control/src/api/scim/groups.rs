@@ -15,8 +15,9 @@ use super::{
 };
 use crate::api::AppState;
 use crate::error::ControlError;
+use crate::store::directory::Group;
 use crate::store::new_numeric_id;
-use crate::store::principals::{self, Group};
+use crate::store::principals;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

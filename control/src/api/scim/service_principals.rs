@@ -14,8 +14,9 @@ use super::{
 };
 use crate::api::AppState;
 use crate::error::ControlError;
+use crate::store::directory::{Group, Principal};
 use crate::store::new_numeric_id;
-use crate::store::principals::{self, Group, Principal};
+use crate::store::principals;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;

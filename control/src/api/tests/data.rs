@@ -534,7 +534,7 @@ async fn on_snapshot(h: &Harness, principal: &str) -> Vec<String> {
 pub(super) async fn new_warehouse(
     h: &Harness,
     workspace_id: i64,
-    creator: &crate::store::principals::Principal,
+    creator: &crate::store::directory::Principal,
 ) -> WarehouseRecord {
     let r = h
         .runtime(

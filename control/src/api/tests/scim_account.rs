@@ -194,7 +194,7 @@ async fn account_users_and_federation(db: Db) {
     .expect_error(404, "RESOURCE_DOES_NOT_EXIST");
 
     // Deleting from the account deletes everywhere, tokens included.
-    let mut claims = h.claims(&crate::store::principals::Principal {
+    let mut claims = h.claims(&crate::store::directory::Principal {
         id: id.parse().unwrap(),
         kind: lakeward_common::assertion::PrincipalKind::User,
         user_name: "carol2@example.com".into(),
