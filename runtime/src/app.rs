@@ -2,13 +2,13 @@
 //! the background work (the control plane's change feed, the sweeper). With `sweeper`, the
 //! only module that knows every service.
 
-use crate::http::{endpoint_not_found, require_assertion};
+use crate::http::endpoint_not_found;
 use crate::state::{RuntimeDeps, Shared};
 use crate::{grants, statements, sweeper, warehouses};
 use axum::http::StatusCode;
-use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
+use lakeward_frame::server::AssertionCheck;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -67,10 +67,9 @@ impl Runtime {
             )
             .fallback(endpoint_not_found)
             .method_not_allowed_fallback(endpoint_not_found)
-            .layer(middleware::from_fn_with_state(
-                self.shared.clone(),
-                require_assertion,
-            ))
+            // No handler runs before the assertion is verified (the runtime's key alone:
+            // neither the control plane's nor the runtime's own data-plane key opens it).
+            .layer(AssertionCheck::new(self.shared.key.clone()))
             .with_state(self.shared.clone());
         Router::new()
             .route(READY_PATH, get(|| async { StatusCode::OK }))

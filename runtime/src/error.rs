@@ -68,8 +68,9 @@ impl ServiceError {
         }
     }
 
-    /// The status, the `error_code` and the message the client gets.
-    pub fn parts(&self) -> (StatusCode, &'static str, &str) {
+    /// The shared error code; `None` for `RESOURCE_EXHAUSTED`, which `ErrorCode` (shared with
+    /// the gateway) lacks.
+    pub fn code(&self) -> Option<ErrorCode> {
         let code = match self {
             ServiceError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             ServiceError::InvalidParameter { .. } => ErrorCode::InvalidParameterValue,
@@ -82,13 +83,15 @@ impl ServiceError {
             ServiceError::EndpointNotFound(_) => ErrorCode::EndpointNotFound,
             ServiceError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             ServiceError::Aborted(_) => ErrorCode::Aborted,
-            // Databricks' own code for it; `ErrorCode` (shared with the gateway) has none.
-            ServiceError::ResourceExhausted(m) => {
-                return (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", m)
-            }
+            ServiceError::ResourceExhausted(_) => return None,
             ServiceError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
             ServiceError::Internal => ErrorCode::InternalError,
         };
+        Some(code)
+    }
+
+    /// The status, the `error_code` and the message the client gets.
+    pub fn parts(&self) -> (StatusCode, &'static str, &str) {
         let message = match self {
             ServiceError::InvalidParameter { message, .. } => message.as_str(),
             ServiceError::Internal => "internal error",
@@ -105,7 +108,11 @@ impl ServiceError {
             | ServiceError::ResourceExhausted(m)
             | ServiceError::Unavailable(m) => m.as_str(),
         };
-        (code.status(), code.as_str(), message)
+        match self.code() {
+            Some(code) => (code.status(), code.as_str(), message),
+            // Databricks' own code and status for it.
+            None => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", message),
+        }
     }
 
     /// The message the caller sees.

@@ -1,18 +1,19 @@
-//! The runtime's HTTP plumbing, in one place so that it can give way to the shared service
-//! frame (`lakeward-frame`) at once: the assertion middleware, the body extractor, the caller
-//! extractors, and the one place where a [`ServiceError`] becomes Databricks' error JSON.
+//! The runtime's side of the shared service frame (`lakeward-frame`): the frame checks the
+//! assertion (`AssertionCheck`, layered in `crate::app`), reads bodies (`parse_object`) and
+//! writes responses; here are the runtime's extractors over it and the one place where a
+//! [`ServiceError`] becomes Databricks' error JSON.
 
 use crate::caller::CallerCtx;
 use crate::error::ServiceError;
 use crate::state::Shared;
-use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use lakeward_common::assertion::{IdentityClaims, IDENTITY_HEADER};
-use lakeward_common::error::ErrorBody;
+use lakeward_common::assertion::IdentityClaims;
+use lakeward_common::error::{ApiError, ErrorBody};
+use lakeward_frame::server::{error_response, parse_object, Verified};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::Arc;
@@ -26,12 +27,19 @@ impl IntoResponse for ServiceError {
             // The code only: messages can quote request fields.
             _ => tracing::debug!(code, "request refused"),
         }
-        let body = ErrorBody {
-            error_code: code.to_owned(),
-            message: message.to_owned(),
-        };
-        let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        json_bytes_response(status, Bytes::from(body))
+        match self.code() {
+            Some(code) => error_response(&ApiError::new(code, message)),
+            // `RESOURCE_EXHAUSTED` is Databricks' code for a 429, and `ErrorCode`, shared
+            // with the gateway, has none: written here in the same shape.
+            None => {
+                let body = ErrorBody {
+                    error_code: code.to_owned(),
+                    message: message.to_owned(),
+                };
+                let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+                json_bytes_response(status, Bytes::from(body))
+            }
+        }
     }
 }
 
@@ -53,61 +61,30 @@ pub(crate) fn json_text_response(text: String) -> Response {
 
 /// JSON bytes as they are: stored result chunks are sent without a copy.
 pub(crate) fn json_bytes_response(status: StatusCode, body: Bytes) -> Response {
-    let mut response = (status, Body::from(body)).into_response();
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-/// Verifies the gateway's assertion before any handler runs; its claims are the only source
-/// of the caller's identity.
-pub(crate) async fn require_assertion(
-    State(shared): State<Arc<Shared>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let verified = request
-        .headers()
-        .get(IDENTITY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(|token| shared.key.verify(token));
-    match verified {
-        Some(Ok(claims)) => {
-            shared.control.note_account(&claims.account_id);
-            request.extensions_mut().insert(claims);
-            next.run(request).await
-        }
-        Some(Err(err)) => {
-            tracing::warn!(error = %err, "runtime call refused");
-            ServiceError::Unauthenticated("calls must come through the gateway".into())
-                .into_response()
-        }
-        None => ServiceError::Unauthenticated("calls must come through the gateway".into())
-            .into_response(),
-    }
+    lakeward_frame::server::json_response(status, body)
 }
 
 pub(crate) async fn endpoint_not_found() -> ServiceError {
     ServiceError::EndpointNotFound("no such endpoint".into())
 }
 
-/// The verified assertion's claims, as the middleware left them.
+/// The verified assertion's claims, as the frame's check left them. The runtime remembers the
+/// caller's account for its own background calls to the control plane.
 pub(crate) struct Claims(pub(crate) IdentityClaims);
 
-impl<S: Send + Sync> FromRequestParts<S> for Claims {
+impl FromRequestParts<Arc<Shared>> for Claims {
     type Rejection = ServiceError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts
-            .extensions
-            .get::<IdentityClaims>()
-            .cloned()
-            .map(Claims)
-            .ok_or_else(|| {
-                ServiceError::Unauthenticated("calls must come through the gateway".into())
-            })
+    async fn from_request_parts(
+        parts: &mut Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let verified = parts.extensions.get::<Verified>().ok_or_else(|| {
+            ServiceError::Unauthenticated("calls must come through the gateway".into())
+        })?;
+        let claims = verified.claims().as_ref().clone();
+        shared.control.note_account(&claims.account_id);
+        Ok(Claims(claims))
     }
 }
 
@@ -127,8 +104,9 @@ impl FromRequestParts<Arc<Shared>> for Caller {
     }
 }
 
-/// A JSON object request body, typed. An empty body is `{}` (the SDK sends none on some
-/// POSTs); unknown fields are ignored, as Databricks does; a field of the wrong type is an
+/// A JSON object request body, typed. The frame reads it (an empty body is `{}`, the SDK
+/// sends none on some POSTs; anything but an object is `MALFORMED_REQUEST`); unknown fields
+/// are ignored, as Databricks does; a field of the wrong type is an
 /// `INVALID_PARAMETER_VALUE` naming its path (`channel.name`, `parameters[0].value`).
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
@@ -145,24 +123,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 
 /// A request body as `T` (see [`JsonBody`]).
 pub(crate) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
-    let value = if body.iter().all(u8::is_ascii_whitespace) {
-        serde_json::Value::Object(serde_json::Map::new())
-    } else {
-        match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(value @ serde_json::Value::Object(_)) => value,
-            Ok(_) => {
-                return Err(ServiceError::Malformed(
-                    "the request body must be a JSON object".into(),
-                ))
-            }
-            Err(err) => {
-                return Err(ServiceError::Malformed(format!(
-                    "the request body is not valid JSON: {err}"
-                )))
-            }
-        }
-    };
-    from_value(value)
+    let object = parse_object(body).map_err(|err| ServiceError::Malformed(err.to_string()))?;
+    from_value(serde_json::Value::Object(object))
 }
 
 /// A JSON object as `T`; a failure names the field's path.

@@ -9,13 +9,13 @@
 //!
 //! **Architecture Invariant:** no handler runs before the assertion is verified; the verified
 //! claims are the only source of the caller's identity.
-
 //!
 //! Modules, each importing only those above it in this list (`engine` and `control_client`
 //! know no service; the services know no `app`):
 //! - `config`, `engine`, `control_client`, `queue`, `results`: what the state is built from;
 //! - `scheduler`: compute slots, statements, fair queues, dispatch/cancel/expire;
-//! - `error`, `caller`, `text`: leaf types; `state`: the shared state; `http`: the plumbing;
+//! - `error`, `caller`, `text`: leaf types; `state`: the shared state; `http`: the runtime's
+//!   extractors and error response over the shared frame (`lakeward-frame`);
 //! - `warehouses` (handlers, spec, permissions, lifecycle, upkeep), `statements`, `grants`:
 //!   the services;
 //! - `app` (the router, the serve loop) and `sweeper` (background steps): the only modules

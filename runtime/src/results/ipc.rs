@@ -58,7 +58,12 @@ pub(super) fn ipc_base64(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<
         Ok(buffer)
     };
     let bytes = encode().map_err(|err| {
-        SqlError::new("INTERNAL_ERROR", format!("cannot encode the result: {err}"))
+        // Arrow's message names its internals; the caller learns only what failed.
+        tracing::error!(error = %err, "cannot encode a result as Arrow IPC");
+        SqlError::new(
+            "INTERNAL_ERROR",
+            "the result could not be encoded as ARROW_STREAM",
+        )
     })?;
     Ok(base64(&bytes))
 }
