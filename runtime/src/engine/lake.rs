@@ -3,7 +3,7 @@
 //! root, so nothing the engine reads or writes can lie outside it.
 
 use super::config::EngineConfig;
-use super::error::SqlError;
+use super::error::QueryError;
 use super::error::{bad_request, internal};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -97,12 +97,12 @@ impl Lake {
         build_store(&self.root, &self.config)
     }
 
-    pub(crate) fn object_store_url() -> Result<ObjectStoreUrl, SqlError> {
+    pub(crate) fn object_store_url() -> Result<ObjectStoreUrl, QueryError> {
         ObjectStoreUrl::parse(LAKE_URL).map_err(|e| internal(format!("lake URL: {e}")))
     }
 
     /// The URL DataFusion lists a table's files with. `location` is relative to the root.
-    pub(crate) fn table_url(location: &str) -> Result<ListingTableUrl, SqlError> {
+    pub(crate) fn table_url(location: &str) -> Result<ListingTableUrl, QueryError> {
         ListingTableUrl::parse(format!("{LAKE_URL}{location}"))
             .map_err(|e| internal(format!("table location `{location}`: {e}")))
     }
@@ -161,7 +161,7 @@ impl Lake {
         &self,
         workspace_id: i64,
         given: &str,
-    ) -> Result<String, SqlError> {
+    ) -> Result<String, QueryError> {
         let area = Self::area(workspace_id);
         let outside = || {
             bad_request(format!(
@@ -261,7 +261,7 @@ impl Lake {
     }
 
     /// The files under a directory location (all depths).
-    pub(crate) async fn list(&self, location: &str) -> Result<Vec<Path>, SqlError> {
+    pub(crate) async fn list(&self, location: &str) -> Result<Vec<Path>, QueryError> {
         let prefix = Path::parse(location.trim_end_matches('/'))
             .map_err(|e| internal(format!("location `{location}`: {e}")))?;
         let metas: Vec<_> = self
@@ -280,7 +280,7 @@ impl Lake {
         &self,
         workspace_id: i64,
         location: &str,
-    ) -> Result<Vec<Path>, SqlError> {
+    ) -> Result<Vec<Path>, QueryError> {
         if !Self::is_managed_location(workspace_id, location) {
             return Err(refused_delete(workspace_id, location));
         }
@@ -294,7 +294,7 @@ impl Lake {
         &self,
         workspace_id: i64,
         files: &[Path],
-    ) -> Result<(), SqlError> {
+    ) -> Result<(), QueryError> {
         let managed = Self::managed_area(workspace_id);
         for file in files {
             let path = file.as_ref();
@@ -322,7 +322,7 @@ impl Lake {
 const WORKSPACES_DIR: &str = "workspaces";
 const MANAGED_DIR: &str = "managed";
 
-fn refused_delete(workspace_id: i64, path: &str) -> SqlError {
+fn refused_delete(workspace_id: i64, path: &str) -> QueryError {
     tracing::error!(
         workspace_id,
         path,
@@ -473,8 +473,8 @@ mod tests {
             .resolve_location(7, "/etc")
             .err()
             .unwrap_or_else(|| unreachable!());
-        assert_eq!(e.error_code, "BAD_REQUEST");
-        assert!(e.message.contains("/etc"));
+        assert_eq!(e.error_code(), "BAD_REQUEST");
+        assert!(e.to_string().contains("/etc"));
         // A sibling whose name merely starts with the root's is outside.
         let sibling = format!("{}-other/workspaces/7/x", dir.path().display());
         assert!(lake.resolve_location(7, &sibling).is_err());
@@ -526,7 +526,7 @@ mod tests {
         ] {
             let e = lake.list_managed(1, location).await;
             assert_eq!(
-                e.err().map(|e| e.error_code).as_deref(),
+                e.err().map(|e| e.error_code().to_owned()).as_deref(),
                 Some("INTERNAL_ERROR"),
                 "{location}"
             );
