@@ -2,6 +2,11 @@
 //! error code and SQLSTATE here and nowhere else; and [`SqlError`], the form the service
 //! receives (a failed statement's `error_code`, `message` and `sql_state`), made from a
 //! `QueryError` in one place ([`From<QueryError> for SqlError`]).
+//!
+//! What a client sees never carries the engine's internals: storage failures and engine
+//! failures keep their detail (paths on disk, object-store URLs, DataFusion's and Arrow's
+//! words) for the log and show only what failed; DataFusion's errors, at plan time and while
+//! rows stream alike, are classified by [`query_error`].
 
 use super::touched::TableAccess;
 use datafusion::error::DataFusionError;
@@ -44,9 +49,13 @@ pub enum QueryError {
     /// The statement needs more memory than its warehouse has.
     #[error("{0}")]
     ResourcesExhausted(String),
-    /// A bug or a broken invariant of the engine.
-    #[error("{0}")]
-    Internal(String),
+    /// Reading or writing the lake failed. What failed (`detail`: paths, the object store's
+    /// words) is logged, never shown: the client learns only what the engine was `doing`.
+    #[error("{doing} failed")]
+    Io { doing: &'static str, detail: String },
+    /// A bug or a broken invariant of the engine. The `detail` is logged, never shown.
+    #[error("the statement failed inside the engine")]
+    Internal { detail: String },
     /// A failure reported by the service around the engine (the control plane refusing a
     /// catalog change), passed on as it came.
     #[error("{}", .0.message)]
@@ -114,7 +123,8 @@ impl QueryError {
             QueryError::AlreadyExists { .. } => "RESOURCE_ALREADY_EXISTS",
             QueryError::PermissionDenied { .. } => "PERMISSION_DENIED",
             QueryError::ResourcesExhausted(_) => "RESOURCE_EXHAUSTED",
-            QueryError::Internal(_) => "INTERNAL_ERROR",
+            QueryError::Io { .. } => "IO_ERROR",
+            QueryError::Internal { .. } => "INTERNAL_ERROR",
             QueryError::Reported(reported) => &reported.error_code,
         }
     }
@@ -134,7 +144,9 @@ impl QueryError {
             QueryError::PermissionDenied { .. } => Some("42501"),
             QueryError::Unsupported(_) => Some("0A000"),
             QueryError::BadRequest { sql_state, .. } => *sql_state,
-            QueryError::ResourcesExhausted(_) | QueryError::Internal(_) => None,
+            QueryError::ResourcesExhausted(_)
+            | QueryError::Io { .. }
+            | QueryError::Internal { .. } => None,
             QueryError::Reported(reported) => reported.sql_state.as_deref(),
         }
     }
@@ -167,8 +179,18 @@ pub(crate) fn unsupported(message: impl Into<String>) -> QueryError {
     QueryError::Unsupported(message.into())
 }
 
-pub(crate) fn internal(message: impl Into<String>) -> QueryError {
-    QueryError::Internal(message.into())
+/// An engine failure; `detail` goes to the log (at once: the client never sees it).
+pub(crate) fn internal(detail: impl Into<String>) -> QueryError {
+    let detail = detail.into();
+    tracing::error!(%detail, "statement failed inside the engine");
+    QueryError::Internal { detail }
+}
+
+/// A failure of the lake's storage while `doing` something; `detail` goes to the log.
+pub(crate) fn io(doing: &'static str, detail: impl Into<String>) -> QueryError {
+    let detail = detail.into();
+    tracing::warn!(%detail, "{doing} failed");
+    QueryError::Io { doing, detail }
 }
 
 pub(crate) fn table_not_found(name: &str) -> QueryError {

@@ -4,7 +4,7 @@
 
 use super::config::EngineConfig;
 use super::error::QueryError;
-use super::error::{bad_request, internal};
+use super::error::{bad_request, internal, io};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::TryStreamExt;
@@ -269,7 +269,12 @@ impl Lake {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| internal(format!("cannot list `{location}`: {e}")))?;
+            .map_err(|e| {
+                io(
+                    "listing the table's files",
+                    format!("cannot list `{location}`: {e}"),
+                )
+            })?;
         Ok(metas.into_iter().map(|m| m.location).collect())
     }
 
@@ -312,7 +317,12 @@ impl Lake {
         for file in files {
             match self.store.delete(file).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(internal(format!("cannot delete `{file}`: {e}"))),
+                Err(e) => {
+                    return Err(io(
+                        "deleting the table's files",
+                        format!("cannot delete `{file}`: {e}"),
+                    ))
+                }
             }
         }
         Ok(())
@@ -323,14 +333,9 @@ const WORKSPACES_DIR: &str = "workspaces";
 const MANAGED_DIR: &str = "managed";
 
 fn refused_delete(workspace_id: i64, path: &str) -> QueryError {
-    tracing::error!(
-        workspace_id,
-        path,
-        "refused to delete outside the workspace's managed area"
-    );
     internal(format!(
-        "refused to delete `{path}`: only managed tables' files inside the workspace's area of \
-         the lake are ever deleted"
+        "refused to delete `{path}` for workspace {workspace_id}: only managed tables' files \
+         inside the workspace's area of the lake are ever deleted"
     ))
 }
 

@@ -98,7 +98,18 @@ fn causes_become_codes_and_states() {
             None,
             "m",
         ),
-        (internal("i"), "INTERNAL_ERROR", None, "i"),
+        (
+            internal("i"),
+            "INTERNAL_ERROR",
+            None,
+            "the statement failed inside the engine",
+        ),
+        (
+            io("reading the table's data", "/lake/x: os error 2"),
+            "IO_ERROR",
+            None,
+            "reading the table's data failed",
+        ),
     ] {
         let is_denial = matches!(error, QueryError::PermissionDenied { .. });
         let s = SqlError::from(error);
@@ -109,4 +120,79 @@ fn causes_become_codes_and_states() {
     }
     let s = SqlError::from(denied);
     assert_eq!(s.denied.map(|d| d.action).as_deref(), Some("SelectTable"));
+}
+
+/// What the engine's storage and DataFusion's internals say stays in the log.
+#[test]
+fn internals_never_reach_the_client() {
+    let disk = "/srv/lake/workspaces/1/data/t.parquet";
+    let not_found = object_store::Error::NotFound {
+        path: "workspaces/1/data/t.parquet".into(),
+        source: Box::new(std::io::Error::other(format!("File not found: {disk}"))),
+    };
+    let wrapped = DataFusionError::ArrowError(
+        Box::new(datafusion::arrow::error::ArrowError::ExternalError(
+            Box::new(DataFusionError::ObjectStore(Box::new(not_found))),
+        )),
+        None,
+    );
+    let parquet = DataFusionError::ParquetError(Box::new(parquet::errors::ParquetError::General(
+        "Invalid Parquet file. Corrupt footer".into(),
+    )));
+    let worded = DataFusionError::Execution(format!(
+        "Error writing to object store: Generic LocalFileSystem error: Unable to open {disk}"
+    ));
+    for (error, code) in [
+        (wrapped, "IO_ERROR"),
+        (parquet, "IO_ERROR"),
+        (worded, "IO_ERROR"),
+        (
+            DataFusionError::Internal(format!("bad plan over {disk}")),
+            "INTERNAL_ERROR",
+        ),
+        (
+            DataFusionError::External(Box::new(std::fmt::Error)).context("while scanning"),
+            "INTERNAL_ERROR",
+        ),
+    ] {
+        let s = query_error(error);
+        assert_eq!(s.error_code, code, "{s:?}");
+        for internal in [
+            disk,
+            "Internal error",
+            "Arrow error",
+            "Parquet",
+            "object store",
+        ] {
+            assert!(!s.message.contains(internal), "`{internal}` in {s:?}");
+        }
+    }
+}
+
+/// Mistakes in the statement keep DataFusion's words, without its prefixes for Arrow and
+/// without the lake's URL.
+#[test]
+fn user_errors_keep_a_useful_message() {
+    let cast = DataFusionError::ArrowError(
+        Box::new(datafusion::arrow::error::ArrowError::CastError(
+            "Cannot cast string 'abc' to value of Int32 type".into(),
+        )),
+        None,
+    );
+    let s = query_error(cast);
+    assert_eq!(s.error_code, "BAD_REQUEST");
+    assert_eq!(
+        s.message,
+        "Cast error: Cannot cast string 'abc' to value of Int32 type"
+    );
+    let empty = DataFusionError::Plan(format!(
+        "No files found at {}workspaces/1/data/none/. Cannot infer schema",
+        crate::engine::lake::LAKE_URL
+    ));
+    let s = query_error(empty);
+    assert_eq!(
+        s.message,
+        "Error during planning: No files found at workspaces/1/data/none/. Cannot infer schema"
+    );
+    assert_eq!(from_datafusion::LAKE_URL, crate::engine::lake::LAKE_URL);
 }
