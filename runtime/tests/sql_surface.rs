@@ -855,3 +855,67 @@ async fn denials_name_the_refused_access() {
     let e = h.run("alice", sql("SELEC 1")).await.err().unwrap();
     assert!(e.denied.is_none());
 }
+
+/// Errors while planning and reading (files that are not what the table says, a location with
+/// no files) say what failed, never the lake's files on disk, the object store's URLs or
+/// DataFusion's internals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_errors_never_show_the_lake() {
+    let h = Harness::new().await;
+    let data = h.lake.join("workspaces/1/data");
+    std::fs::create_dir_all(data.join("junk")).unwrap();
+    std::fs::write(data.join("junk/part-1.parquet"), b"this is not parquet").unwrap();
+    let lake = h.lake.to_string_lossy().into_owned();
+    let shown = |e: &SqlError| {
+        let seen = format!("{} {:?} {}", e.error_code, e.sql_state, e.message);
+        for internal in [
+            lake.as_str(),
+            "lakeward://",
+            "Internal error",
+            "Arrow error",
+            "Parquet error",
+            "Object Store error",
+            "os error",
+            "backtrace",
+        ] {
+            assert!(!seen.contains(internal), "`{internal}` in `{seen}`");
+        }
+        seen
+    };
+    // Columns inferred from a file that is not Parquet.
+    let e = h
+        .run(
+            "admin",
+            sql("CREATE TABLE main.default.junk USING PARQUET LOCATION 'data/junk/'"),
+        )
+        .await
+        .err()
+        .unwrap();
+    let seen = shown(&e);
+    assert!(seen.contains("data/junk/"), "{seen}");
+    // Columns declared, the file read when the table is.
+    h.run(
+        "admin",
+        sql("CREATE TABLE main.default.junk (a INT) USING PARQUET LOCATION 'data/junk/'"),
+    )
+    .await
+    .unwrap();
+    let e = h
+        .run("admin", sql("SELECT * FROM main.default.junk"))
+        .await
+        .err()
+        .unwrap();
+    shown(&e);
+    assert_eq!(e.error_code, "IO_ERROR", "{e:?}");
+    // An empty location: the message says what is wrong, with the location as given.
+    let e = h
+        .run(
+            "admin",
+            sql("CREATE TABLE main.default.none USING PARQUET LOCATION 'data/none/'"),
+        )
+        .await
+        .err()
+        .unwrap();
+    let seen = shown(&e);
+    assert!(seen.contains("Cannot infer schema"), "{seen}");
+}

@@ -2,10 +2,8 @@
 //! the caller, with the caller's effective Unity Catalog privileges as facts.
 
 use super::context::{AccessContext, Caller};
-use super::error::SqlError;
-use super::error::{
-    catalog_not_found, internal, schema_not_found, table_not_found, PERMISSION_DENIED,
-};
+use super::error::QueryError;
+use super::error::{internal, not_found};
 use super::touched::TableAccess;
 use lakeward_common::assertion::PrincipalKind as ClaimKind;
 use lakeward_common::data::CatalogSnapshot;
@@ -99,14 +97,10 @@ pub(crate) fn owner_of<'a>(
 pub(crate) fn require_exists(
     snapshot: &CatalogSnapshot,
     securable: &Securable,
-) -> Result<(), SqlError> {
+) -> Result<(), QueryError> {
     for level in securable.lineage().into_iter().rev() {
         if owner_of(snapshot, &level).is_none() {
-            return Err(match level {
-                Securable::Catalog { name } => catalog_not_found(&name),
-                Securable::Schema { .. } => schema_not_found(&level.full_name()),
-                Securable::Table { .. } => table_not_found(&level.full_name()),
-            });
+            return Err(not_found(&level));
         }
     }
     Ok(())
@@ -171,7 +165,7 @@ impl<'a> Authorizer<'a> {
 
     /// Allows the action on the securable, or fails with `PERMISSION_DENIED` naming both.
     /// Anything that stops the request from being built denies (fail closed).
-    pub(crate) fn check(&mut self, action: &str, securable: &Securable) -> Result<(), SqlError> {
+    pub(crate) fn check(&mut self, action: &str, securable: &Securable) -> Result<(), QueryError> {
         let access = TableAccess {
             action: action.to_owned(),
             securable: securable.clone(),
@@ -181,19 +175,10 @@ impl<'a> Authorizer<'a> {
         }
         let caller = &self.ctx.caller;
         let refused = access.clone();
-        let denied = || {
-            SqlError::new(
-                PERMISSION_DENIED,
-                format!(
-                    "User {} does not have {} on {} `{}`",
-                    caller.principal.user_name,
-                    needed(action),
-                    securable.kind().to_ascii_lowercase(),
-                    securable.full_name()
-                ),
-            )
-            .with_sql_state("42501")
-            .with_denied(refused.clone())
+        let denied = || QueryError::PermissionDenied {
+            user: caller.principal.user_name.clone(),
+            privilege: needed(action),
+            refused: Box::new(refused.clone()),
         };
         let request = match self.request(action, securable) {
             Ok(request) => request,
@@ -261,7 +246,7 @@ impl<'a> Authorizer<'a> {
 
 /// The snapshot must describe the caller's workspace; a mismatch is an engine bug, not a
 /// reason to allow.
-pub(crate) fn check_context(ctx: &AccessContext) -> Result<(), SqlError> {
+pub(crate) fn check_context(ctx: &AccessContext) -> Result<(), QueryError> {
     if ctx
         .caller
         .claims

@@ -3,7 +3,7 @@
 //! inference at query time). Tables are wrapped so that the authorization walk over a plan can
 //! tell exactly which securable every scan and write reaches.
 
-use super::error::SqlError;
+use super::error::QueryError;
 use super::error::{bad_request, internal};
 use super::lake::Lake;
 use async_trait::async_trait;
@@ -34,7 +34,7 @@ use std::sync::Arc;
 pub(crate) const FORMATS: [&str; 3] = ["PARQUET", "CSV", "JSON"];
 
 /// The snapshot's arrow schema for a table.
-pub(crate) fn table_schema(record: &TableRecord) -> Result<SchemaRef, SqlError> {
+pub(crate) fn table_schema(record: &TableRecord) -> Result<SchemaRef, QueryError> {
     let fields = record
         .columns
         .iter()
@@ -70,7 +70,7 @@ pub(crate) fn columns_of(schema: &Schema, force_nullable: bool) -> Vec<ColumnRec
 pub(crate) fn validate_options(
     format: &str,
     options: &BTreeMap<String, String>,
-) -> Result<(), SqlError> {
+) -> Result<(), QueryError> {
     let known: &[&str] = match format {
         "CSV" => &[
             "header",
@@ -99,7 +99,7 @@ pub(crate) fn validate_options(
     listing_options(format, options, true).map(|_| ())
 }
 
-fn one_byte(key: &str, value: &str) -> Result<u8, SqlError> {
+fn one_byte(key: &str, value: &str) -> Result<u8, QueryError> {
     let unescaped = match value {
         "\\t" => "\t",
         other => other,
@@ -112,7 +112,7 @@ fn one_byte(key: &str, value: &str) -> Result<u8, SqlError> {
     }
 }
 
-fn truthy(key: &str, value: &str) -> Result<bool, SqlError> {
+fn truthy(key: &str, value: &str) -> Result<bool, QueryError> {
     match value.to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
@@ -128,7 +128,7 @@ pub(crate) fn listing_options(
     format: &str,
     options: &BTreeMap<String, String>,
     directory: bool,
-) -> Result<ListingOptions, SqlError> {
+) -> Result<ListingOptions, QueryError> {
     let file_format: Arc<dyn FileFormat> = match format {
         "PARQUET" => Arc::new(ParquetFormat::default()),
         "JSON" => Arc::new(JsonFormat::default()),
@@ -167,7 +167,7 @@ pub(crate) fn listing_options(
 
 /// The error a write to a table outside the workspace's area of the lake gets (the shared
 /// samples are read-only to every workspace).
-pub(crate) fn read_only(record: &TableRecord) -> SqlError {
+pub(crate) fn read_only(record: &TableRecord) -> QueryError {
     bad_request(format!(
         "{}.{}.{} is read-only: its files (`{}`) lie outside this workspace's area of the lake",
         record.catalog, record.schema, record.name, record.location
@@ -190,7 +190,7 @@ impl LakeTable {
         record: &TableRecord,
         workspace_id: i64,
         statistics: Option<Arc<FileStatisticsCache>>,
-    ) -> Result<LakeTable, SqlError> {
+    ) -> Result<LakeTable, QueryError> {
         Self::build(record, workspace_id, table_schema(record)?, statistics)
     }
 
@@ -204,7 +204,7 @@ impl LakeTable {
         record: &TableRecord,
         workspace_id: i64,
         schema: SchemaRef,
-    ) -> Result<LakeTable, SqlError> {
+    ) -> Result<LakeTable, QueryError> {
         Self::build(record, workspace_id, schema, None)
     }
 
@@ -213,7 +213,7 @@ impl LakeTable {
         workspace_id: i64,
         schema: SchemaRef,
         statistics: Option<Arc<FileStatisticsCache>>,
-    ) -> Result<LakeTable, SqlError> {
+    ) -> Result<LakeTable, QueryError> {
         let directory = record.location.ends_with('/');
         let options = listing_options(&record.format, &record.options, directory)?;
         let url = Lake::table_url(&record.location)?;

@@ -2,8 +2,7 @@
 //! lake's object store, and the parallelism of its statements.
 
 use super::config::{EngineConfig, WarehouseSizing};
-use super::error::SqlError;
-use super::error::RESOURCE_EXHAUSTED;
+use super::error::QueryError;
 use super::lake::{Lake, LAKE_URL};
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
@@ -133,7 +132,7 @@ impl ComputeInner {
         }
     }
 
-    pub(crate) fn runtime(&self) -> Result<Arc<RuntimeEnv>, SqlError> {
+    pub(crate) fn runtime(&self) -> Result<Arc<RuntimeEnv>, QueryError> {
         match (&self.runtime, &self.broken) {
             (Some(runtime), _) => Ok(runtime.clone()),
             (None, reason) => Err(super::error::internal(format!(
@@ -148,15 +147,12 @@ impl ComputeInner {
     pub(crate) fn explain(&self, error: DataFusionError) -> DataFusionError {
         match error.find_root() {
             DataFusionError::ResourcesExhausted(detail) => {
-                let own = SqlError::new(
-                    RESOURCE_EXHAUSTED,
-                    format!(
-                        "The statement exceeded the memory limit of warehouse {} ({}); use a \
+                let own = QueryError::ResourcesExhausted(format!(
+                    "The statement exceeded the memory limit of warehouse {} ({}); use a \
                          larger warehouse or a less memory-hungry query. Detail: {detail}",
-                        self.label,
-                        human_bytes(self.memory_limit)
-                    ),
-                );
+                    self.label,
+                    human_bytes(self.memory_limit)
+                ));
                 DataFusionError::External(Box::new(own))
             }
             _ => error,
@@ -186,7 +182,7 @@ fn build_runtime(
         .with_disk_manager_builder(disk)
         .with_cache_manager(cache)
         .build_arc()?;
-    let url = Lake::object_store_url().map_err(|e| anyhow::anyhow!(e.message))?;
+    let url = Lake::object_store_url().map_err(|e| anyhow::anyhow!(e.to_string()))?;
     runtime.register_object_store(url.as_ref(), lake.store.clone());
     debug_assert!(LAKE_URL.starts_with(url.as_str()));
     Ok(runtime)

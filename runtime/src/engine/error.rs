@@ -1,9 +1,226 @@
-//! Turning every failure into a [`SqlError`]: the one place that decides error codes and
-//! SQLSTATEs, so the service never inspects DataFusion's errors itself.
+//! The engine's failures: [`QueryError`], typed by cause, each cause with its Databricks
+//! error code and SQLSTATE here and nowhere else; and [`SqlError`], the form the service
+//! receives (a failed statement's `error_code`, `message` and `sql_state`), made from a
+//! `QueryError` in one place ([`From<QueryError> for SqlError`]).
+//!
+//! What a client sees never carries the engine's internals: storage failures and engine
+//! failures keep their detail (paths on disk, object-store URLs, DataFusion's and Arrow's
+//! words) for the log and show only what failed; DataFusion's errors, at plan time and while
+//! rows stream alike, are classified by [`query_error`].
 
 use super::touched::TableAccess;
 use datafusion::error::DataFusionError;
+use lakeward_policy::Securable;
 use std::fmt;
+
+mod from_datafusion;
+
+pub use from_datafusion::query_error;
+
+/// Why a statement failed, by cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The statement does not parse (`[PARSE_SYNTAX_ERROR] ...`).
+    #[error("{0}")]
+    Syntax(String),
+    /// A catalog, schema or table the statement names does not exist.
+    #[error("{}", not_found_message(.kind, .name))]
+    NotFound { kind: Level, name: String },
+    /// What the statement creates exists already.
+    #[error("{}", already_exists_message(.kind, .name))]
+    AlreadyExists { kind: Level, name: String },
+    /// The policies refused the caller `refused` (the action and securable, for the audit
+    /// record); `privilege` is what the caller would need.
+    #[error("User {user} does not have {privilege} on {} `{}`", kind_of(&.refused.securable), .refused.securable.full_name())]
+    PermissionDenied {
+        user: String,
+        privilege: &'static str,
+        refused: Box<TableAccess>,
+    },
+    /// A statement or clause the engine does not run.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The statement is wrong in some other way (a bad option, name, parameter, location).
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        sql_state: Option<&'static str>,
+    },
+    /// The statement needs more memory than its warehouse has.
+    #[error("{0}")]
+    ResourcesExhausted(String),
+    /// Reading or writing the lake failed. What failed (`detail`: paths, the object store's
+    /// words) is logged, never shown: the client learns only what the engine was `doing`.
+    #[error("{doing} failed")]
+    Io { doing: &'static str, detail: String },
+    /// A bug or a broken invariant of the engine. The `detail` is logged, never shown.
+    #[error("the statement failed inside the engine")]
+    Internal { detail: String },
+    /// A failure reported by the service around the engine (the control plane refusing a
+    /// catalog change), passed on as it came.
+    #[error("{}", .0.message)]
+    Reported(SqlError),
+}
+
+/// The level of the catalog a securable sits at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Catalog,
+    Schema,
+    Table,
+}
+
+impl Level {
+    pub(crate) fn of(securable: &Securable) -> Level {
+        match securable {
+            Securable::Catalog { .. } => Level::Catalog,
+            Securable::Schema { .. } => Level::Schema,
+            Securable::Table { .. } => Level::Table,
+        }
+    }
+}
+
+fn not_found_message(kind: &Level, name: &str) -> String {
+    match kind {
+        Level::Table => format!(
+            "[TABLE_OR_VIEW_NOT_FOUND] The table or view `{name}` cannot be found. Verify the \
+             spelling and correctness of the schema and catalog."
+        ),
+        Level::Schema => format!("[SCHEMA_NOT_FOUND] The schema `{name}` cannot be found."),
+        Level::Catalog => format!("[CATALOG_NOT_FOUND] The catalog `{name}` cannot be found."),
+    }
+}
+
+fn already_exists_message(kind: &Level, name: &str) -> String {
+    match kind {
+        Level::Table => format!(
+            "[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table `{name}` because it already \
+             exists"
+        ),
+        Level::Schema => {
+            format!(
+                "[SCHEMA_ALREADY_EXISTS] Cannot create schema `{name}` because it already exists"
+            )
+        }
+        Level::Catalog => format!(
+            "[CATALOG_ALREADY_EXISTS] Cannot create catalog `{name}` because it already exists"
+        ),
+    }
+}
+
+fn kind_of(securable: &Securable) -> String {
+    securable.kind().to_ascii_lowercase()
+}
+
+impl QueryError {
+    /// The Databricks `ServiceErrorCode` of the cause (or `PERMISSION_DENIED`).
+    pub fn error_code(&self) -> &str {
+        match self {
+            QueryError::Syntax(_) | QueryError::Unsupported(_) | QueryError::BadRequest { .. } => {
+                "BAD_REQUEST"
+            }
+            QueryError::NotFound { .. } => "NOT_FOUND",
+            QueryError::AlreadyExists { .. } => "RESOURCE_ALREADY_EXISTS",
+            QueryError::PermissionDenied { .. } => "PERMISSION_DENIED",
+            QueryError::ResourcesExhausted(_) => "RESOURCE_EXHAUSTED",
+            QueryError::Io { .. } => "IO_ERROR",
+            QueryError::Internal { .. } => "INTERNAL_ERROR",
+            QueryError::Reported(reported) => &reported.error_code,
+        }
+    }
+
+    /// The SQLSTATE of the cause, when one applies.
+    pub fn sql_state(&self) -> Option<&str> {
+        match self {
+            QueryError::Syntax(_) => Some("42601"),
+            QueryError::NotFound {
+                kind: Level::Table, ..
+            } => Some("42P01"),
+            QueryError::NotFound { .. } => Some("42704"),
+            QueryError::AlreadyExists {
+                kind: Level::Table, ..
+            } => Some("42P07"),
+            QueryError::AlreadyExists { .. } => Some("42P06"),
+            QueryError::PermissionDenied { .. } => Some("42501"),
+            QueryError::Unsupported(_) => Some("0A000"),
+            QueryError::BadRequest { sql_state, .. } => *sql_state,
+            QueryError::ResourcesExhausted(_)
+            | QueryError::Io { .. }
+            | QueryError::Internal { .. } => None,
+            QueryError::Reported(reported) => reported.sql_state.as_deref(),
+        }
+    }
+}
+
+pub(crate) fn syntax(message: impl Into<String>) -> QueryError {
+    QueryError::Syntax(message.into())
+}
+
+pub(crate) fn bad_request(message: impl Into<String>) -> QueryError {
+    QueryError::BadRequest {
+        message: message.into(),
+        sql_state: None,
+    }
+}
+
+/// A bad request with the SQLSTATE that names its cause more precisely (`42711` a column
+/// defined twice, `42602` an invalid name, ...).
+pub(crate) fn bad_request_with_state(
+    message: impl Into<String>,
+    sql_state: &'static str,
+) -> QueryError {
+    QueryError::BadRequest {
+        message: message.into(),
+        sql_state: Some(sql_state),
+    }
+}
+
+pub(crate) fn unsupported(message: impl Into<String>) -> QueryError {
+    QueryError::Unsupported(message.into())
+}
+
+/// An engine failure; `detail` goes to the log (at once: the client never sees it).
+pub(crate) fn internal(detail: impl Into<String>) -> QueryError {
+    let detail = detail.into();
+    tracing::error!(%detail, "statement failed inside the engine");
+    QueryError::Internal { detail }
+}
+
+/// A failure of the lake's storage while `doing` something; `detail` goes to the log.
+pub(crate) fn io(doing: &'static str, detail: impl Into<String>) -> QueryError {
+    let detail = detail.into();
+    tracing::warn!(%detail, "{doing} failed");
+    QueryError::Io { doing, detail }
+}
+
+pub(crate) fn table_not_found(name: &str) -> QueryError {
+    QueryError::NotFound {
+        kind: Level::Table,
+        name: name.to_owned(),
+    }
+}
+
+pub(crate) fn schema_not_found(name: &str) -> QueryError {
+    QueryError::NotFound {
+        kind: Level::Schema,
+        name: name.to_owned(),
+    }
+}
+
+/// `NOT_FOUND` for the securable, at its level.
+pub(crate) fn not_found(securable: &Securable) -> QueryError {
+    QueryError::NotFound {
+        kind: Level::of(securable),
+        name: securable.full_name(),
+    }
+}
+
+pub(crate) fn already_exists(securable: &Securable) -> QueryError {
+    QueryError::AlreadyExists {
+        kind: Level::of(securable),
+        name: securable.full_name(),
+    }
+}
 
 /// Why a statement failed: it becomes the statement's `FAILED` status, never an HTTP error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,56 +258,59 @@ impl SqlError {
         self.denied = Some(Box::new(denied));
         self
     }
+
+    /// The error a failed statement reports for a DataFusion error, including the errors of
+    /// the stream [`super::Prepared::run`] returns (an engine error travels in it as
+    /// `DataFusionError::External` and comes back out here unchanged). Same as
+    /// [`query_error`].
+    pub fn from_datafusion(error: &DataFusionError) -> SqlError {
+        SqlError::from(QueryError::from(error))
+    }
 }
 
-pub(crate) const BAD_REQUEST: &str = "BAD_REQUEST";
-pub(crate) const NOT_FOUND: &str = "NOT_FOUND";
-pub(crate) const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
-pub(crate) const RESOURCE_EXHAUSTED: &str = "RESOURCE_EXHAUSTED";
-pub(crate) const ALREADY_EXISTS: &str = "RESOURCE_ALREADY_EXISTS";
-pub(crate) const INTERNAL_ERROR: &str = "INTERNAL_ERROR";
-
-pub(crate) fn syntax(message: impl Into<String>) -> SqlError {
-    SqlError::new(BAD_REQUEST, message).with_sql_state("42601")
+/// The one place a cause becomes what the client sees.
+impl From<QueryError> for SqlError {
+    fn from(error: QueryError) -> SqlError {
+        let (error_code, sql_state) = (error.error_code().to_owned(), error.sql_state());
+        let sql_state = sql_state.map(str::to_owned);
+        let message = error.to_string();
+        let denied = match error {
+            QueryError::Reported(reported) => return reported,
+            QueryError::PermissionDenied { refused, .. } => Some(refused),
+            _ => None,
+        };
+        SqlError {
+            error_code,
+            message,
+            sql_state,
+            denied,
+        }
+    }
 }
 
-pub(crate) fn bad_request(message: impl Into<String>) -> SqlError {
-    SqlError::new(BAD_REQUEST, message)
+/// What the service reports (a catalog change refused) goes on as it came.
+impl From<SqlError> for QueryError {
+    fn from(error: SqlError) -> QueryError {
+        QueryError::Reported(error)
+    }
 }
 
-pub(crate) fn unsupported(message: impl Into<String>) -> SqlError {
-    SqlError::new(BAD_REQUEST, message).with_sql_state("0A000")
+impl From<DataFusionError> for QueryError {
+    fn from(error: DataFusionError) -> QueryError {
+        QueryError::from(&error)
+    }
 }
 
-pub(crate) fn internal(message: impl Into<String>) -> SqlError {
-    SqlError::new(INTERNAL_ERROR, message)
+impl From<&DataFusionError> for QueryError {
+    fn from(error: &DataFusionError) -> QueryError {
+        from_datafusion::classify(error)
+    }
 }
 
-pub(crate) fn table_not_found(name: &str) -> SqlError {
-    SqlError::new(
-        NOT_FOUND,
-        format!(
-            "[TABLE_OR_VIEW_NOT_FOUND] The table or view `{name}` cannot be found. Verify the \
-             spelling and correctness of the schema and catalog."
-        ),
-    )
-    .with_sql_state("42P01")
-}
-
-pub(crate) fn schema_not_found(name: &str) -> SqlError {
-    SqlError::new(
-        NOT_FOUND,
-        format!("[SCHEMA_NOT_FOUND] The schema `{name}` cannot be found."),
-    )
-    .with_sql_state("42704")
-}
-
-pub(crate) fn catalog_not_found(name: &str) -> SqlError {
-    SqlError::new(
-        NOT_FOUND,
-        format!("[CATALOG_NOT_FOUND] The catalog `{name}` cannot be found."),
-    )
-    .with_sql_state("42704")
+impl From<DataFusionError> for SqlError {
+    fn from(error: DataFusionError) -> Self {
+        SqlError::from(QueryError::from(&error))
+    }
 }
 
 impl fmt::Display for SqlError {
@@ -101,98 +321,5 @@ impl fmt::Display for SqlError {
 
 impl std::error::Error for SqlError {}
 
-impl From<DataFusionError> for SqlError {
-    fn from(error: DataFusionError) -> Self {
-        from_datafusion(&error)
-    }
-}
-
-impl SqlError {
-    /// The error a failed statement reports for a DataFusion error, including the errors of
-    /// the stream [`super::Prepared::run`] returns (an engine error travels in it as
-    /// `DataFusionError::External` and comes back out here unchanged).
-    pub fn from_datafusion(error: &DataFusionError) -> SqlError {
-        from_datafusion(error)
-    }
-}
-
-fn from_datafusion(error: &DataFusionError) -> SqlError {
-    if let Some(own) = find_sql_error(error) {
-        return own;
-    }
-    let root = error.find_root();
-    match root {
-        DataFusionError::SQL(parser, _) => syntax(parser.to_string()),
-        DataFusionError::ResourcesExhausted(message) => {
-            SqlError::new(RESOURCE_EXHAUSTED, message.clone())
-        }
-        DataFusionError::Plan(message) => {
-            if let Some(name) = missing_table(message) {
-                table_not_found(&name)
-            } else {
-                bad_request(root.strip_backtrace())
-            }
-        }
-        DataFusionError::SchemaError(inner, _) => {
-            let message = root.strip_backtrace();
-            match inner.as_ref() {
-                datafusion::common::SchemaError::FieldNotFound { .. } => {
-                    bad_request(message).with_sql_state("42703")
-                }
-                _ => bad_request(message),
-            }
-        }
-        DataFusionError::NotImplemented(_) => unsupported(root.strip_backtrace()),
-        DataFusionError::ArrowError(..)
-        | DataFusionError::Execution(_)
-        | DataFusionError::Configuration(_) => bad_request(root.strip_backtrace()),
-        _ => internal(root.strip_backtrace()),
-    }
-}
-
-/// An engine error carried through DataFusion (`External`), anywhere in the chain.
-fn find_sql_error(error: &DataFusionError) -> Option<SqlError> {
-    let mut current: &dyn std::error::Error = error;
-    loop {
-        if let Some(own) = current.downcast_ref::<SqlError>() {
-            return Some(own.clone());
-        }
-        current = current.source()?;
-    }
-}
-
-/// `table 'main.default.x' not found`, as DataFusion's planner words it.
-fn missing_table(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("table '")?;
-    let name = rest.strip_suffix("' not found")?;
-    Some(name.to_owned())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn missing_tables_become_42p01() {
-        let e = DataFusionError::Plan("table 'main.default.nope' not found".into());
-        let s = SqlError::from(e);
-        assert_eq!(s.error_code, NOT_FOUND);
-        assert_eq!(s.sql_state.as_deref(), Some("42P01"));
-        assert!(s.message.contains("`main.default.nope`"), "{}", s.message);
-    }
-
-    #[test]
-    fn engine_errors_survive_a_trip_through_datafusion() {
-        let own = bad_request("mine").with_sql_state("22000");
-        let e = DataFusionError::External(Box::new(own.clone())).context("while running");
-        assert_eq!(SqlError::from(e), own);
-    }
-
-    #[test]
-    fn memory_errors_are_resource_exhausted() {
-        let e = DataFusionError::ResourcesExhausted("over the limit".into());
-        let s = SqlError::from(DataFusionError::Context("x".into(), Box::new(e)));
-        assert_eq!(s.error_code, RESOURCE_EXHAUSTED);
-        assert_eq!(s.message, "over the limit");
-    }
-}
+mod tests;

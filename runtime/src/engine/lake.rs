@@ -3,8 +3,8 @@
 //! root, so nothing the engine reads or writes can lie outside it.
 
 use super::config::EngineConfig;
-use super::error::SqlError;
-use super::error::{bad_request, internal};
+use super::error::QueryError;
+use super::error::{bad_request, internal, io};
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use futures::TryStreamExt;
@@ -97,12 +97,12 @@ impl Lake {
         build_store(&self.root, &self.config)
     }
 
-    pub(crate) fn object_store_url() -> Result<ObjectStoreUrl, SqlError> {
+    pub(crate) fn object_store_url() -> Result<ObjectStoreUrl, QueryError> {
         ObjectStoreUrl::parse(LAKE_URL).map_err(|e| internal(format!("lake URL: {e}")))
     }
 
     /// The URL DataFusion lists a table's files with. `location` is relative to the root.
-    pub(crate) fn table_url(location: &str) -> Result<ListingTableUrl, SqlError> {
+    pub(crate) fn table_url(location: &str) -> Result<ListingTableUrl, QueryError> {
         ListingTableUrl::parse(format!("{LAKE_URL}{location}"))
             .map_err(|e| internal(format!("table location `{location}`: {e}")))
     }
@@ -161,7 +161,7 @@ impl Lake {
         &self,
         workspace_id: i64,
         given: &str,
-    ) -> Result<String, SqlError> {
+    ) -> Result<String, QueryError> {
         let area = Self::area(workspace_id);
         let outside = || {
             bad_request(format!(
@@ -261,7 +261,7 @@ impl Lake {
     }
 
     /// The files under a directory location (all depths).
-    pub(crate) async fn list(&self, location: &str) -> Result<Vec<Path>, SqlError> {
+    pub(crate) async fn list(&self, location: &str) -> Result<Vec<Path>, QueryError> {
         let prefix = Path::parse(location.trim_end_matches('/'))
             .map_err(|e| internal(format!("location `{location}`: {e}")))?;
         let metas: Vec<_> = self
@@ -269,7 +269,12 @@ impl Lake {
             .list(Some(&prefix))
             .try_collect()
             .await
-            .map_err(|e| internal(format!("cannot list `{location}`: {e}")))?;
+            .map_err(|e| {
+                io(
+                    "listing the table's files",
+                    format!("cannot list `{location}`: {e}"),
+                )
+            })?;
         Ok(metas.into_iter().map(|m| m.location).collect())
     }
 
@@ -280,7 +285,7 @@ impl Lake {
         &self,
         workspace_id: i64,
         location: &str,
-    ) -> Result<Vec<Path>, SqlError> {
+    ) -> Result<Vec<Path>, QueryError> {
         if !Self::is_managed_location(workspace_id, location) {
             return Err(refused_delete(workspace_id, location));
         }
@@ -294,7 +299,7 @@ impl Lake {
         &self,
         workspace_id: i64,
         files: &[Path],
-    ) -> Result<(), SqlError> {
+    ) -> Result<(), QueryError> {
         let managed = Self::managed_area(workspace_id);
         for file in files {
             let path = file.as_ref();
@@ -312,7 +317,12 @@ impl Lake {
         for file in files {
             match self.store.delete(file).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(internal(format!("cannot delete `{file}`: {e}"))),
+                Err(e) => {
+                    return Err(io(
+                        "deleting the table's files",
+                        format!("cannot delete `{file}`: {e}"),
+                    ))
+                }
             }
         }
         Ok(())
@@ -322,15 +332,10 @@ impl Lake {
 const WORKSPACES_DIR: &str = "workspaces";
 const MANAGED_DIR: &str = "managed";
 
-fn refused_delete(workspace_id: i64, path: &str) -> SqlError {
-    tracing::error!(
-        workspace_id,
-        path,
-        "refused to delete outside the workspace's managed area"
-    );
+fn refused_delete(workspace_id: i64, path: &str) -> QueryError {
     internal(format!(
-        "refused to delete `{path}`: only managed tables' files inside the workspace's area of \
-         the lake are ever deleted"
+        "refused to delete `{path}` for workspace {workspace_id}: only managed tables' files \
+         inside the workspace's area of the lake are ever deleted"
     ))
 }
 
@@ -473,8 +478,8 @@ mod tests {
             .resolve_location(7, "/etc")
             .err()
             .unwrap_or_else(|| unreachable!());
-        assert_eq!(e.error_code, "BAD_REQUEST");
-        assert!(e.message.contains("/etc"));
+        assert_eq!(e.error_code(), "BAD_REQUEST");
+        assert!(e.to_string().contains("/etc"));
         // A sibling whose name merely starts with the root's is outside.
         let sibling = format!("{}-other/workspaces/7/x", dir.path().display());
         assert!(lake.resolve_location(7, &sibling).is_err());
@@ -526,7 +531,7 @@ mod tests {
         ] {
             let e = lake.list_managed(1, location).await;
             assert_eq!(
-                e.err().map(|e| e.error_code).as_deref(),
+                e.err().map(|e| e.error_code().to_owned()).as_deref(),
                 Some("INTERNAL_ERROR"),
                 "{location}"
             );

@@ -34,7 +34,7 @@ pub use config::{EngineConfig, S3Settings, WarehouseSizing};
 pub use context::{
     AccessContext, Caller, CatalogWriter, Parameter, StatementContext, StatementInput,
 };
-pub use error::SqlError;
+pub use error::{query_error, Level, QueryError, SqlError};
 pub use sql::Prepared;
 pub use touched::TableAccess;
 pub use types::databricks_type_name;
@@ -133,7 +133,9 @@ impl Engine {
         ctx: StatementContext,
         input: StatementInput,
     ) -> Result<Prepared, SqlError> {
-        sql::prepare(self.inner.lake.clone(), ctx, input).await
+        sql::prepare(self.inner.lake.clone(), ctx, input)
+            .await
+            .map_err(SqlError::from)
     }
 
     /// Authorizes `ManageGrants` on a securable that must exist in `ctx.snapshot` (for the
@@ -145,7 +147,7 @@ impl Engine {
     ) -> Result<(), SqlError> {
         access::require_exists(&ctx.snapshot, securable)?;
         let mut authz = access::Authorizer::new(ctx);
-        authz.check("ManageGrants", securable)
+        Ok(authz.check("ManageGrants", securable)?)
     }
 
     /// The effective privileges of the caller on a securable (direct, through groups,

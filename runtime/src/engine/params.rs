@@ -4,8 +4,8 @@
 //! become SQL text.
 
 use super::context::Parameter;
-use super::error::SqlError;
-use super::error::{bad_request, syntax};
+use super::error::QueryError;
+use super::error::{bad_request, bad_request_with_state, syntax};
 use super::types::parse_type_name;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{ParamValues, ScalarValue};
@@ -30,7 +30,7 @@ impl Bound {
 }
 
 /// Tokenizes with positions (the dialect DataFusion parses with).
-pub(crate) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, SqlError> {
+pub(crate) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, QueryError> {
     Tokenizer::new(&GenericDialect {}, sql)
         .tokenize_with_location()
         .map_err(|e| syntax(format!("[PARSE_SYNTAX_ERROR] {e}")))
@@ -65,7 +65,7 @@ impl<'a> Offsets<'a> {
     }
 }
 
-pub(crate) fn bind(sql: &str, parameters: &[Parameter]) -> Result<Bound, SqlError> {
+pub(crate) fn bind(sql: &str, parameters: &[Parameter]) -> Result<Bound, QueryError> {
     let tokens = tokenize(sql)?;
     let offsets = Offsets::new(sql);
     let mut out = String::with_capacity(sql.len());
@@ -95,11 +95,13 @@ pub(crate) fn bind(sql: &str, parameters: &[Parameter]) -> Result<Bound, SqlErro
     let mut values = HashMap::new();
     for name in &used {
         let parameter = parameters.iter().find(|p| &p.name == name).ok_or_else(|| {
-            bad_request(format!(
-                "[UNBOUND_SQL_PARAMETER] Found the unbound parameter: `{name}`. Please supply \
-                 a value for it in `parameters`."
-            ))
-            .with_sql_state("42P02")
+            bad_request_with_state(
+                format!(
+                    "[UNBOUND_SQL_PARAMETER] Found the unbound parameter: `{name}`. Please \
+                     supply a value for it in `parameters`."
+                ),
+                "42P02",
+            )
         })?;
         values.insert(name.clone(), value_of(parameter)?);
     }
@@ -111,7 +113,7 @@ pub(crate) fn bind(sql: &str, parameters: &[Parameter]) -> Result<Bound, SqlErro
 }
 
 /// The typed literal a parameter stands for.
-pub(crate) fn value_of(parameter: &Parameter) -> Result<ScalarValue, SqlError> {
+pub(crate) fn value_of(parameter: &Parameter) -> Result<ScalarValue, QueryError> {
     let type_name = parameter.type_name.as_deref().unwrap_or("STRING");
     let data_type = parse_type_name(type_name).map_err(|e| {
         bad_request(format!(
@@ -129,11 +131,13 @@ pub(crate) fn value_of(parameter: &Parameter) -> Result<ScalarValue, SqlError> {
     }
     let trimmed = ScalarValue::Utf8(Some(text.trim().to_owned()));
     trimmed.cast_to(&data_type).map_err(|_| {
-        bad_request(format!(
-            "parameter `{}`: '{text}' is not a valid {type_name}",
-            parameter.name
-        ))
-        .with_sql_state("22018")
+        bad_request_with_state(
+            format!(
+                "parameter `{}`: '{text}' is not a valid {type_name}",
+                parameter.name
+            ),
+            "22018",
+        )
     })
 }
 
@@ -175,10 +179,10 @@ mod tests {
     #[test]
     fn missing_and_malformed_parameters_are_bad_requests() {
         let e = bind("SELECT :missing", &[]).unwrap_err();
-        assert_eq!(e.error_code, "BAD_REQUEST");
-        assert!(e.message.contains("`missing`"), "{}", e.message);
+        assert_eq!(e.error_code(), "BAD_REQUEST");
+        assert!(e.to_string().contains("`missing`"), "{e}");
         let e = bind("SELECT :n", &[p("n", Some("abc"), Some("INT"))]).unwrap_err();
-        assert!(e.message.contains("'abc'"), "{}", e.message);
+        assert!(e.to_string().contains("'abc'"), "{e}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod show;
 
 use crate::engine::access::{self, Authorizer};
 use crate::engine::context::{StatementContext, StatementInput};
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::lake::Lake;
 use crate::engine::params;
 use ast::Stmt;
@@ -46,7 +46,7 @@ pub(crate) async fn prepare(
     lake: Arc<Lake>,
     ctx: StatementContext,
     input: StatementInput,
-) -> Result<Prepared, SqlError> {
+) -> Result<Prepared, QueryError> {
     access::check_context(&ctx.access)?;
     let bound = params::bind(&input.sql, &input.parameters)?;
     let names = Names::new(input.catalog.as_deref(), input.schema.as_deref());
@@ -66,7 +66,7 @@ pub(crate) async fn prepare(
 }
 
 /// Each statement to the module that prepares it.
-async fn dispatch(p: &mut Preparing<'_>, stmt: Stmt) -> Result<PreparedInner, SqlError> {
+async fn dispatch(p: &mut Preparing<'_>, stmt: Stmt) -> Result<PreparedInner, QueryError> {
     match stmt {
         Stmt::DataFusion => dml::query_or_insert(p).await,
         Stmt::CreateSchema(stmt) => ddl::create_schema(p, stmt),

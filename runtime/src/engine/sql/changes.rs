@@ -6,7 +6,7 @@
 use super::output::{nothing, once};
 use crate::engine::context::CatalogWriter;
 use crate::engine::error::bad_request;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::lake::{overlaps, Lake};
 use datafusion::execution::SendableRecordBatchStream;
 use lakeward_common::data::{CatalogChange, CatalogSnapshot, TableRecord};
@@ -27,7 +27,7 @@ pub(crate) struct Changes {
 }
 
 impl Changes {
-    pub(crate) async fn run(self) -> Result<SendableRecordBatchStream, SqlError> {
+    pub(crate) async fn run(self) -> Result<SendableRecordBatchStream, QueryError> {
         for change in &self.changes {
             if let CatalogChange::CreateTable { table, .. } = change {
                 check_overlap(&self.snapshot, table)?;
@@ -65,7 +65,7 @@ pub(crate) fn owns_files(workspace_id: i64, table: &TableRecord) -> bool {
 pub(crate) fn check_overlap(
     snapshot: &CatalogSnapshot,
     record: &TableRecord,
-) -> Result<(), SqlError> {
+) -> Result<(), QueryError> {
     let other = snapshot.tables.iter().find(|t| {
         !(t.catalog == record.catalog && t.schema == record.schema && t.name == record.name)
             && overlaps(&t.location, &record.location)

@@ -10,8 +10,8 @@ use super::preparing::Preparing;
 use crate::engine::catalog::{columns_of, LakeTable};
 use crate::engine::compute::Compute;
 use crate::engine::context::CatalogWriter;
-use crate::engine::error::SqlError;
-use crate::engine::error::{bad_request, syntax};
+use crate::engine::error::QueryError;
+use crate::engine::error::{bad_request_with_state, syntax};
 use crate::engine::lake::Lake;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::TableReference;
@@ -48,7 +48,7 @@ pub(crate) async fn prepare(
     at: usize,
     replace: bool,
     if_not_exists: bool,
-) -> Result<Ctas, SqlError> {
+) -> Result<Ctas, QueryError> {
     let state = session(p.ctx, p.names)?;
     let query = p.bound.sql.get(at..).unwrap_or("");
     let is_query = Cursor::starts_with_kw(query, &["SELECT", "WITH", "VALUES", "FROM"])?
@@ -64,11 +64,13 @@ pub(crate) async fn prepare(
     let mut seen = BTreeSet::new();
     for field in arrow.fields() {
         if !seen.insert(field.name().to_lowercase()) {
-            return Err(bad_request(format!(
-                "[COLUMN_ALREADY_EXISTS] The column `{}` appears twice; alias one of them",
-                field.name()
-            ))
-            .with_sql_state("42711"));
+            return Err(bad_request_with_state(
+                format!(
+                    "[COLUMN_ALREADY_EXISTS] The column `{}` appears twice; alias one of them",
+                    field.name()
+                ),
+                "42711",
+            ));
         }
     }
     record.columns = columns_of(&arrow, true);
@@ -88,7 +90,7 @@ pub(crate) async fn prepare(
 }
 
 impl Ctas {
-    pub(crate) async fn run(self) -> Result<SendableRecordBatchStream, SqlError> {
+    pub(crate) async fn run(self) -> Result<SendableRecordBatchStream, QueryError> {
         check_overlap(&self.snapshot, &self.record)?;
         let ws = self.workspace_id;
         // Files already there: the replaced managed table's, or leftovers of a statement that
@@ -117,7 +119,7 @@ impl Ctas {
             Ok(response) => response,
             Err(e) => {
                 self.discard_new(&before).await;
-                return Err(e);
+                return Err(e.into());
             }
         };
         if !response.changed {
@@ -131,7 +133,7 @@ impl Ctas {
     }
 
     /// Writes the query's rows into the table's location; the number of rows written.
-    async fn write(&self) -> Result<i64, SqlError> {
+    async fn write(&self) -> Result<i64, QueryError> {
         let schema: SchemaRef = Arc::new(self.plan.schema().as_arrow().clone());
         let target_schema = Arc::new(Schema::new(
             schema
@@ -148,7 +150,7 @@ impl Ctas {
             InsertOp::Append,
         )
         .and_then(LogicalPlanBuilder::build)
-        .map_err(SqlError::from)?;
+        .map_err(QueryError::from)?;
         execute_count(&self.state, &insert, &self.compute).await
     }
 

@@ -2,7 +2,7 @@
 //! for the statements the front end parses itself.
 
 use crate::engine::error::syntax;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::params;
 use datafusion::sql::sqlparser::tokenizer::Token;
 
@@ -13,7 +13,7 @@ pub(crate) struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    pub(crate) fn new(sql: &'a str) -> Result<Self, SqlError> {
+    pub(crate) fn new(sql: &'a str) -> Result<Self, QueryError> {
         let raw = params::tokenize(sql)?;
         let offsets = params::Offsets::new(sql);
         let tokens = raw
@@ -41,7 +41,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Whether the statement starts with one of these (unquoted) words.
-    pub(crate) fn starts_with_kw(sql: &str, kws: &[&str]) -> Result<bool, SqlError> {
+    pub(crate) fn starts_with_kw(sql: &str, kws: &[&str]) -> Result<bool, QueryError> {
         let cursor = Cursor::new(sql)?;
         Ok(kws.iter().any(|kw| cursor.peek_kw(kw)))
     }
@@ -74,7 +74,7 @@ impl<'a> Cursor<'a> {
         all
     }
 
-    pub(crate) fn expect_kw(&mut self, kw: &str) -> Result<(), SqlError> {
+    pub(crate) fn expect_kw(&mut self, kw: &str) -> Result<(), QueryError> {
         if self.eat_kw(kw) {
             Ok(())
         } else {
@@ -91,7 +91,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(crate) fn expect(&mut self, token: &Token) -> Result<(), SqlError> {
+    pub(crate) fn expect(&mut self, token: &Token) -> Result<(), QueryError> {
         if self.eat(token) {
             Ok(())
         } else {
@@ -111,7 +111,7 @@ impl<'a> Cursor<'a> {
         self.sql.get(start..self.offset()).unwrap_or("").trim()
     }
 
-    pub(crate) fn error(&self, expected: &str) -> SqlError {
+    pub(crate) fn error(&self, expected: &str) -> QueryError {
         let found = self
             .peek()
             .map_or_else(|| "end of input".to_owned(), |t| format!("'{t}'"));
@@ -120,7 +120,7 @@ impl<'a> Cursor<'a> {
         ))
     }
 
-    pub(crate) fn ident(&mut self) -> Result<String, SqlError> {
+    pub(crate) fn ident(&mut self) -> Result<String, QueryError> {
         match self.peek() {
             Some(Token::Word(w)) => {
                 let value = w.value.clone();
@@ -131,7 +131,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    pub(crate) fn object_name(&mut self) -> Result<Vec<String>, SqlError> {
+    pub(crate) fn object_name(&mut self) -> Result<Vec<String>, QueryError> {
         let mut parts = vec![self.ident()?.to_lowercase()];
         while self.eat(&Token::Period) {
             parts.push(self.ident()?.to_lowercase());
@@ -139,7 +139,7 @@ impl<'a> Cursor<'a> {
         Ok(parts)
     }
 
-    pub(crate) fn string(&mut self) -> Result<String, SqlError> {
+    pub(crate) fn string(&mut self) -> Result<String, QueryError> {
         match self.peek() {
             Some(Token::SingleQuotedString(s) | Token::DoubleQuotedString(s)) => {
                 let value = s.clone();
@@ -151,7 +151,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// An option value: a string, a number or a bare word (`true`).
-    pub(crate) fn option_value(&mut self) -> Result<String, SqlError> {
+    pub(crate) fn option_value(&mut self) -> Result<String, QueryError> {
         let value = match self.peek() {
             Some(Token::SingleQuotedString(s) | Token::DoubleQuotedString(s)) => s.clone(),
             Some(Token::Number(n, _)) => n.clone(),
@@ -162,7 +162,7 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 
-    pub(crate) fn end(&mut self) -> Result<(), SqlError> {
+    pub(crate) fn end(&mut self) -> Result<(), QueryError> {
         while self.eat(&Token::SemiColon) {}
         if self.peek().is_some() {
             return Err(self.error("the end of the statement"));

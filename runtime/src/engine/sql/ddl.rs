@@ -11,9 +11,10 @@ use super::prepared::PreparedInner;
 use super::preparing::Preparing;
 use crate::engine::access;
 use crate::engine::catalog::{columns_of, listing_options, read_only, validate_options, FORMATS};
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::error::{
-    bad_request, internal, schema_not_found, table_not_found, unsupported, ALREADY_EXISTS,
+    already_exists, bad_request, bad_request_with_state, internal, schema_not_found,
+    table_not_found, unsupported,
 };
 use crate::engine::lake::Lake;
 use lakeward_common::data::{CatalogChange, ColumnRecord, SchemaRecord, TableRecord};
@@ -23,7 +24,7 @@ use std::collections::BTreeSet;
 pub(crate) fn create_schema(
     p: &mut Preparing<'_>,
     stmt: CreateSchema,
-) -> Result<PreparedInner, SqlError> {
+) -> Result<PreparedInner, QueryError> {
     let schema = p.names.schema(&stmt.name)?;
     let Securable::Schema { catalog, name } = &schema else {
         return Err(internal("schema name"));
@@ -38,14 +39,7 @@ pub(crate) fn create_schema(
         if stmt.if_not_exists {
             return Ok(PreparedInner::nothing());
         }
-        return Err(SqlError::new(
-            ALREADY_EXISTS,
-            format!(
-                "[SCHEMA_ALREADY_EXISTS] Cannot create schema `{}` because it already exists",
-                schema.full_name()
-            ),
-        )
-        .with_sql_state("42P06"));
+        return Err(already_exists(&schema));
     }
     let change = CatalogChange::CreateSchema {
         schema: SchemaRecord {
@@ -62,7 +56,7 @@ pub(crate) fn create_schema(
 pub(crate) fn drop_schema(
     p: &mut Preparing<'_>,
     stmt: DropSchema,
-) -> Result<PreparedInner, SqlError> {
+) -> Result<PreparedInner, QueryError> {
     let schema = p.names.schema(&stmt.name)?;
     let Securable::Schema { catalog, name } = &schema else {
         return Err(internal("schema name"));
@@ -81,12 +75,14 @@ pub(crate) fn drop_schema(
         .filter(|t| &t.catalog == catalog && &t.schema == name)
         .collect();
     if !tables.is_empty() && !stmt.cascade {
-        return Err(bad_request(format!(
-            "[SCHEMA_NOT_EMPTY] Cannot drop schema `{}` because it contains objects; use DROP \
-             SCHEMA ... CASCADE to drop the schema and all its objects",
-            schema.full_name()
-        ))
-        .with_sql_state("2BP01"));
+        return Err(bad_request_with_state(
+            format!(
+                "[SCHEMA_NOT_EMPTY] Cannot drop schema `{}` because it contains objects; use \
+                 DROP SCHEMA ... CASCADE to drop the schema and all its objects",
+                schema.full_name()
+            ),
+            "2BP01",
+        ));
     }
     let ws = p.workspace_id();
     let wipe = tables
@@ -106,7 +102,7 @@ pub(crate) fn drop_schema(
 pub(crate) fn drop_table(
     p: &mut Preparing<'_>,
     stmt: DropTable,
-) -> Result<PreparedInner, SqlError> {
+) -> Result<PreparedInner, QueryError> {
     let table = p.names.table(&stmt.name)?;
     let snapshot = p.snapshot().clone();
     let Some(record) = find_table(&snapshot, &table) else {
@@ -136,7 +132,7 @@ pub(crate) fn drop_table(
 pub(crate) async fn create_table(
     p: &mut Preparing<'_>,
     stmt: CreateTable,
-) -> Result<PreparedInner, SqlError> {
+) -> Result<PreparedInner, QueryError> {
     let table = p.names.table(&stmt.name)?;
     let (catalog, schema_name, table_name) = table_parts(&table);
     valid_name(&table_name)?;
@@ -208,17 +204,9 @@ fn replaceable(
     stmt: &CreateTable,
     table: &Securable,
     existing: &TableRecord,
-) -> Result<(), SqlError> {
+) -> Result<(), QueryError> {
     if !stmt.or_replace {
-        return Err(SqlError::new(
-            ALREADY_EXISTS,
-            format!(
-                "[TABLE_OR_VIEW_ALREADY_EXISTS] Cannot create table `{}` because it already \
-                 exists",
-                table.full_name()
-            ),
-        )
-        .with_sql_state("42P07"));
+        return Err(already_exists(table));
     }
     // Replacing discards the old definition (and a managed table's data).
     p.authz.check("DropTable", table)?;
@@ -230,7 +218,7 @@ fn replaceable(
 
 /// The table's format: `USING`, Parquet by default (and for a managed `DELTA` table, which
 /// Databricks defaults to).
-fn table_format(using: Option<&str>, has_location: bool) -> Result<String, SqlError> {
+fn table_format(using: Option<&str>, has_location: bool) -> Result<String, QueryError> {
     let format = match using {
         None => "PARQUET",
         // Managed tables are Parquet here; Databricks' default format is accepted.
@@ -251,7 +239,7 @@ fn managed(
     mut record: TableRecord,
     columns: Option<Vec<ColumnDef>>,
     mut wipe: Vec<String>,
-) -> Result<(TableRecord, Vec<String>), SqlError> {
+) -> Result<(TableRecord, Vec<String>), QueryError> {
     let Some(columns) = columns else {
         return Err(bad_request(
             "CREATE TABLE needs columns, a LOCATION to read them from, or AS SELECT",
@@ -279,7 +267,7 @@ async fn external(
     mut record: TableRecord,
     given: &str,
     columns: Option<Vec<ColumnDef>>,
-) -> Result<TableRecord, SqlError> {
+) -> Result<TableRecord, QueryError> {
     let mut resolved = p.lake.resolve_location(p.workspace_id(), given)?;
     if !resolved.ends_with('/') && !p.lake.is_file(&resolved).await {
         resolved.push('/');
@@ -301,7 +289,7 @@ async fn external(
             let inferred = options.infer_schema(&state, &url).await.map_err(|e| {
                 bad_request(format!(
                     "cannot read the columns of LOCATION '{given}': {}",
-                    SqlError::from(e).message
+                    QueryError::from(e)
                 ))
             })?;
             columns_of(&inferred, true)
@@ -310,17 +298,19 @@ async fn external(
     Ok(record)
 }
 
-fn column_records(columns: &[ColumnDef]) -> Result<Vec<ColumnRecord>, SqlError> {
+fn column_records(columns: &[ColumnDef]) -> Result<Vec<ColumnRecord>, QueryError> {
     let mut seen = BTreeSet::new();
     columns
         .iter()
         .map(|c| {
             if !seen.insert(c.name.to_lowercase()) {
-                return Err(bad_request(format!(
-                    "[COLUMN_ALREADY_EXISTS] The column `{}` is defined twice",
-                    c.name
-                ))
-                .with_sql_state("42711"));
+                return Err(bad_request_with_state(
+                    format!(
+                        "[COLUMN_ALREADY_EXISTS] The column `{}` is defined twice",
+                        c.name
+                    ),
+                    "42711",
+                ));
             }
             Ok(ColumnRecord {
                 name: c.name.clone(),

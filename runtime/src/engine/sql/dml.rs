@@ -6,10 +6,10 @@ use super::plan::{authorize_plan, plan_sql, session};
 use super::prepared::PreparedInner;
 use super::preparing::Preparing;
 use crate::engine::error::unsupported;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use lakeward_common::data::TableRecord;
 
-pub(crate) async fn query_or_insert(p: &mut Preparing<'_>) -> Result<PreparedInner, SqlError> {
+pub(crate) async fn query_or_insert(p: &mut Preparing<'_>) -> Result<PreparedInner, QueryError> {
     let state = session(p.ctx, p.names)?;
     let is_insert = Cursor::starts_with_kw(&p.bound.sql, &["INSERT"])?;
     let plan = plan_sql(&state, &p.bound.sql, p.bound, is_insert).await?;
@@ -34,7 +34,7 @@ pub(crate) async fn query_or_insert(p: &mut Preparing<'_>) -> Result<PreparedInn
 }
 
 /// Inserts append Parquet files to a table's directory.
-fn insertable(table: &TableRecord) -> Result<(), SqlError> {
+fn insertable(table: &TableRecord) -> Result<(), QueryError> {
     if table.format != "PARQUET" {
         return Err(unsupported(format!(
             "[NOT_SUPPORTED] INSERT into {} table `{}.{}.{}`: only Parquet tables take inserts",

@@ -7,11 +7,11 @@ use super::prepared::PreparedInner;
 use super::preparing::Preparing;
 use crate::engine::access;
 use crate::engine::error::bad_request;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use lakeward_common::data::{CatalogChange, GrantChange};
 
 /// The grants on the securable and each level above it (those that apply to it).
-pub(crate) fn show(p: &mut Preparing<'_>, stmt: ShowGrants) -> Result<PreparedInner, SqlError> {
+pub(crate) fn show(p: &mut Preparing<'_>, stmt: ShowGrants) -> Result<PreparedInner, QueryError> {
     let securable = p.names.securable(stmt.kind, &stmt.name)?;
     access::require_exists(p.snapshot(), &securable)?;
     p.authz.check("ManageGrants", &securable)?;
@@ -70,7 +70,7 @@ fn privileges_of(kind: Kind) -> &'static [&'static str] {
 }
 
 /// `GRANT` or `REVOKE`.
-pub(crate) fn grant(p: &mut Preparing<'_>, stmt: Grant) -> Result<PreparedInner, SqlError> {
+pub(crate) fn grant(p: &mut Preparing<'_>, stmt: Grant) -> Result<PreparedInner, QueryError> {
     let securable = p.names.securable(stmt.kind, &stmt.name)?;
     let allowed = privileges_of(stmt.kind);
     for privilege in &stmt.privileges {

@@ -2,8 +2,8 @@
 //! schema, and the snapshot look-ups every statement module shares.
 
 use super::ast::Kind;
-use crate::engine::error::bad_request;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
+use crate::engine::error::{bad_request, bad_request_with_state};
 use lakeward_common::data::{CatalogSnapshot, TableRecord};
 use lakeward_policy::Securable;
 
@@ -28,7 +28,7 @@ impl Names {
         }
     }
 
-    pub(crate) fn table(&self, parts: &[String]) -> Result<Securable, SqlError> {
+    pub(crate) fn table(&self, parts: &[String]) -> Result<Securable, QueryError> {
         let (catalog, schema, name) = match parts {
             [t] => (self.catalog.clone(), self.schema.clone(), t.clone()),
             [s, t] => (self.catalog.clone(), s.clone(), t.clone()),
@@ -47,7 +47,7 @@ impl Names {
         })
     }
 
-    pub(crate) fn schema(&self, parts: &[String]) -> Result<Securable, SqlError> {
+    pub(crate) fn schema(&self, parts: &[String]) -> Result<Securable, QueryError> {
         let (catalog, name) = match parts {
             [s] => (self.catalog.clone(), s.clone()),
             [c, s] => (c.clone(), s.clone()),
@@ -69,7 +69,7 @@ impl Names {
         }
     }
 
-    pub(crate) fn securable(&self, kind: Kind, parts: &[String]) -> Result<Securable, SqlError> {
+    pub(crate) fn securable(&self, kind: Kind, parts: &[String]) -> Result<Securable, QueryError> {
         match (kind, parts) {
             (Kind::Table, _) => self.table(parts),
             (Kind::Schema, _) => self.schema(parts),
@@ -83,18 +83,20 @@ impl Names {
 }
 
 /// Names we create must be plain: they become directory names in the lake.
-pub(crate) fn valid_name(name: &str) -> Result<(), SqlError> {
+pub(crate) fn valid_name(name: &str) -> Result<(), QueryError> {
     if !name.is_empty()
         && name.len() <= 255
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         Ok(())
     } else {
-        Err(bad_request(format!(
-            "[INVALID_IDENTIFIER] `{name}` is not a valid name: use letters, digits and \
-             underscores"
+        Err(bad_request_with_state(
+            format!(
+                "[INVALID_IDENTIFIER] `{name}` is not a valid name: use letters, digits and \
+                 underscores"
+            ),
+            "42602",
         ))
-        .with_sql_state("42602"))
     }
 }
 

@@ -2,7 +2,7 @@
 //! counts of writes, and nothing.
 
 use crate::engine::error::internal;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::execution::SendableRecordBatchStream;
@@ -18,7 +18,7 @@ pub(crate) fn nothing() -> RecordBatch {
 pub(crate) fn strings(
     columns: &[&str],
     rows: Vec<Vec<Option<String>>>,
-) -> Result<RecordBatch, SqlError> {
+) -> Result<RecordBatch, QueryError> {
     let schema = Arc::new(Schema::new(
         columns
             .iter()
@@ -38,7 +38,7 @@ pub(crate) fn strings(
 }
 
 /// `num_affected_rows` and `num_inserted_rows`, as Databricks reports a write.
-pub(crate) fn affected(rows: i64) -> Result<RecordBatch, SqlError> {
+pub(crate) fn affected(rows: i64) -> Result<RecordBatch, QueryError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("num_affected_rows", DataType::Int64, false),
         Field::new("num_inserted_rows", DataType::Int64, false),

@@ -6,7 +6,7 @@ use super::ast::{
     ColumnDef, CreateSchema, CreateTable, DropSchema, DropTable, Grant, Kind, ShowGrants, Stmt,
 };
 use super::cursor::Cursor;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::error::{bad_request, syntax, unsupported};
 use crate::engine::types::parse_type_name;
 use datafusion::sql::parser::DFParserBuilder;
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 /// The longest `SHOW ... LIKE` pattern accepted.
 pub(crate) const MAX_LIKE_PATTERN: usize = 1000;
 
-pub(crate) fn parse(sql: &str) -> Result<Stmt, SqlError> {
+pub(crate) fn parse(sql: &str) -> Result<Stmt, QueryError> {
     let mut c = Cursor::new(sql)?;
     let first = match c.peek() {
         None => return Err(syntax("[PARSE_EMPTY_STATEMENT] The statement is empty")),
@@ -51,14 +51,14 @@ pub(crate) fn parse(sql: &str) -> Result<Stmt, SqlError> {
 
 /// A misspelt statement is a syntax error (DataFusion's message); a statement DataFusion
 /// knows but we do not run (SET, COPY, USE, DELETE, ...) is refused.
-fn refused(sql: &str, first: &str) -> SqlError {
+fn refused(sql: &str, first: &str) -> QueryError {
     let dialect = GenericDialect {};
     let parsed = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
         .build()
         .and_then(|mut p| p.parse_statements());
     match parsed {
-        Err(e) => SqlError::from(e),
+        Err(e) => QueryError::from(e),
         Ok(_) => unsupported(format!(
             "[NOT_SUPPORTED] {first} statements are not supported"
         )),
@@ -78,7 +78,7 @@ fn kind(c: &mut Cursor<'_>) -> Option<Kind> {
 }
 
 /// `LIKE 'pattern'` or, as Databricks also accepts, the bare pattern.
-fn like(c: &mut Cursor<'_>) -> Result<Option<String>, SqlError> {
+fn like(c: &mut Cursor<'_>) -> Result<Option<String>, QueryError> {
     let like = c.eat_kw("LIKE");
     if !like && !matches!(c.peek(), Some(Token::SingleQuotedString(_))) {
         return Ok(None);
@@ -92,7 +92,7 @@ fn like(c: &mut Cursor<'_>) -> Result<Option<String>, SqlError> {
     Ok(Some(pattern))
 }
 
-fn principal(c: &mut Cursor<'_>) -> Result<String, SqlError> {
+fn principal(c: &mut Cursor<'_>) -> Result<String, QueryError> {
     match c.peek() {
         Some(Token::SingleQuotedString(_) | Token::DoubleQuotedString(_)) => c.string(),
         // Principals are named as written (a userName or a group's display name).
@@ -101,7 +101,7 @@ fn principal(c: &mut Cursor<'_>) -> Result<String, SqlError> {
     }
 }
 
-fn drop(c: &mut Cursor<'_>) -> Result<Stmt, SqlError> {
+fn drop(c: &mut Cursor<'_>) -> Result<Stmt, QueryError> {
     match kind(c) {
         Some(Kind::Table) => {
             let if_exists = c.eat_kws(&["IF", "EXISTS"]);
@@ -129,7 +129,7 @@ fn drop(c: &mut Cursor<'_>) -> Result<Stmt, SqlError> {
     }
 }
 
-fn show(c: &mut Cursor<'_>) -> Result<Stmt, SqlError> {
+fn show(c: &mut Cursor<'_>) -> Result<Stmt, QueryError> {
     let in_or_from = |c: &mut Cursor<'_>| c.eat_kw("IN") || c.eat_kw("FROM");
     if c.eat_kw("CATALOGS") {
         Ok(Stmt::ShowCatalogs { like: like(c)? })
@@ -173,7 +173,7 @@ fn show(c: &mut Cursor<'_>) -> Result<Stmt, SqlError> {
     }
 }
 
-fn grant(c: &mut Cursor<'_>, revoke: bool) -> Result<Stmt, SqlError> {
+fn grant(c: &mut Cursor<'_>, revoke: bool) -> Result<Stmt, QueryError> {
     let privileges = privileges(c)?;
     c.expect_kw("ON")?;
     let kind = kind(c).unwrap_or(Kind::Table);
@@ -190,7 +190,7 @@ fn grant(c: &mut Cursor<'_>, revoke: bool) -> Result<Stmt, SqlError> {
 }
 
 /// `SELECT, ALL PRIVILEGES, USE CATALOG, CREATE TABLE, ...` → Unity Catalog privilege names.
-fn privileges(c: &mut Cursor<'_>) -> Result<Vec<String>, SqlError> {
+fn privileges(c: &mut Cursor<'_>) -> Result<Vec<String>, QueryError> {
     let mut out = Vec::new();
     loop {
         let mut words = Vec::new();
@@ -217,7 +217,7 @@ fn privileges(c: &mut Cursor<'_>) -> Result<Vec<String>, SqlError> {
     Ok(out)
 }
 
-fn create(c: &mut Cursor<'_>) -> Result<Stmt, SqlError> {
+fn create(c: &mut Cursor<'_>) -> Result<Stmt, QueryError> {
     let or_replace = c.eat_kws(&["OR", "REPLACE"]);
     match kind(c) {
         Some(Kind::Schema) if !or_replace => {
@@ -242,7 +242,7 @@ fn create(c: &mut Cursor<'_>) -> Result<Stmt, SqlError> {
     }
 }
 
-fn create_table(c: &mut Cursor<'_>, or_replace: bool) -> Result<CreateTable, SqlError> {
+fn create_table(c: &mut Cursor<'_>, or_replace: bool) -> Result<CreateTable, QueryError> {
     let if_not_exists = c.eat_kws(&["IF", "NOT", "EXISTS"]);
     let name = c.object_name()?;
     let columns = if c.peek() == Some(&Token::LParen) {
@@ -289,7 +289,7 @@ fn create_table(c: &mut Cursor<'_>, or_replace: bool) -> Result<CreateTable, Sql
 }
 
 /// `(key 'value', key = value, a.b 'c')`, keys lower-cased.
-fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>, SqlError> {
+fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>, QueryError> {
     let mut options = BTreeMap::new();
     c.expect(&Token::LParen)?;
     loop {
@@ -310,7 +310,7 @@ fn options(c: &mut Cursor<'_>) -> Result<BTreeMap<String, String>, SqlError> {
 
 /// `(name TYPE [NOT NULL] [COMMENT '...'], ...)`: the type is the text up to the next
 /// top-level `,`/`)` or `NOT`/`COMMENT`, parsed by [`parse_type_name`].
-fn column_defs(c: &mut Cursor<'_>) -> Result<Vec<ColumnDef>, SqlError> {
+fn column_defs(c: &mut Cursor<'_>) -> Result<Vec<ColumnDef>, QueryError> {
     c.expect(&Token::LParen)?;
     let mut columns = Vec::new();
     loop {
@@ -344,7 +344,7 @@ fn column_defs(c: &mut Cursor<'_>) -> Result<Vec<ColumnDef>, SqlError> {
 }
 
 /// Steps over a column's type: up to the next top-level `,`/`)` or `NOT`/`COMMENT`.
-fn skip_type(c: &mut Cursor<'_>) -> Result<(), SqlError> {
+fn skip_type(c: &mut Cursor<'_>) -> Result<(), QueryError> {
     let mut depth = 0i32;
     loop {
         match c.peek() {

@@ -9,7 +9,7 @@ use crate::engine::catalog::{
 };
 use crate::engine::compute::Compute;
 use crate::engine::context::StatementContext;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::error::{bad_request, internal, syntax, unsupported};
 use crate::engine::params::Bound;
 use datafusion::arrow::array::Int64Array;
@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 /// A fresh DataFusion session for one statement: the warehouse's runtime and settings, the
 /// statement's default catalog and schema, and no catalog but the snapshot's.
-pub(crate) fn session(ctx: &StatementContext, names: &Names) -> Result<SessionState, SqlError> {
+pub(crate) fn session(ctx: &StatementContext, names: &Names) -> Result<SessionState, QueryError> {
     let compute = &ctx.compute.inner;
     let config = compute
         .session
@@ -64,7 +64,7 @@ pub(crate) async fn plan_sql(
     sql: &str,
     bound: &Bound,
     insert: bool,
-) -> Result<LogicalPlan, SqlError> {
+) -> Result<LogicalPlan, QueryError> {
     let dialect = GenericDialect {};
     let mut statements = DFParserBuilder::new(sql)
         .with_dialect(&dialect)
@@ -130,8 +130,8 @@ fn allowed(statement: &DFStatement, insert: bool) -> bool {
 pub(crate) fn authorize_plan(
     plan: &LogicalPlan,
     authz: &mut Authorizer<'_>,
-) -> Result<Vec<TableRecord>, SqlError> {
-    let mut failure: Option<SqlError> = None;
+) -> Result<Vec<TableRecord>, QueryError> {
+    let mut failure: Option<QueryError> = None;
     let mut written = Vec::new();
     let walked =
         plan.apply_with_subqueries(|node| match authorize_node(node, authz, &mut written) {
@@ -144,7 +144,7 @@ pub(crate) fn authorize_plan(
     if let Some(e) = failure {
         return Err(e);
     }
-    walked.map_err(SqlError::from)?;
+    walked.map_err(QueryError::from)?;
     Ok(written)
 }
 
@@ -154,7 +154,7 @@ fn authorize_node(
     node: &LogicalPlan,
     authz: &mut Authorizer<'_>,
     written: &mut Vec<TableRecord>,
-) -> Result<(), SqlError> {
+) -> Result<(), QueryError> {
     match node {
         LogicalPlan::TableScan(scan) => {
             let not_ours = || {
@@ -202,13 +202,13 @@ pub(crate) async fn stream_query(
     state: SessionState,
     plan: LogicalPlan,
     compute: Arc<Compute>,
-) -> Result<SendableRecordBatchStream, SqlError> {
+) -> Result<SendableRecordBatchStream, QueryError> {
     let physical = state
         .create_physical_plan(&plan)
         .await
-        .map_err(|e| SqlError::from(compute.inner.explain(e)))?;
+        .map_err(|e| QueryError::from(compute.inner.explain(e)))?;
     let stream = execute_stream(physical, state.task_ctx())
-        .map_err(|e| SqlError::from(compute.inner.explain(e)))?;
+        .map_err(|e| QueryError::from(compute.inner.explain(e)))?;
     let schema = stream.schema();
     let mapped = stream.map_err(move |e| compute.inner.explain(e));
     Ok(Box::pin(RecordBatchStreamAdapter::new(schema, mapped)))
@@ -219,8 +219,8 @@ pub(crate) async fn execute_count(
     state: &SessionState,
     plan: &LogicalPlan,
     compute: &Arc<Compute>,
-) -> Result<i64, SqlError> {
-    let explain = |e: DataFusionError| SqlError::from(compute.inner.explain(e));
+) -> Result<i64, QueryError> {
+    let explain = |e: DataFusionError| QueryError::from(compute.inner.explain(e));
     let physical = state.create_physical_plan(plan).await.map_err(explain)?;
     let batches = collect(physical, state.task_ctx()).await.map_err(explain)?;
     let mut rows: i64 = 0;

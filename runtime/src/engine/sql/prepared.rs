@@ -5,7 +5,7 @@ use super::ctas::Ctas;
 use super::output::{affected, nothing, once};
 use super::plan::{execute_count, stream_query};
 use crate::engine::compute::Compute;
-use crate::engine::error::SqlError;
+use crate::engine::error::{QueryError, SqlError};
 use crate::engine::touched::TableAccess;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::session_state::SessionState;
@@ -24,7 +24,7 @@ impl Prepared {
     /// small result (`num_affected_rows`, `num_inserted_rows` for writes, as Databricks does).
     /// Dropping the stream (or the future) stops the work.
     pub async fn run(self) -> Result<SendableRecordBatchStream, SqlError> {
-        self.inner.run().await
+        Ok(self.inner.run().await?)
     }
 }
 
@@ -51,7 +51,7 @@ impl PreparedInner {
         PreparedInner::Rows(nothing())
     }
 
-    pub(crate) async fn run(self) -> Result<SendableRecordBatchStream, SqlError> {
+    pub(crate) async fn run(self) -> Result<SendableRecordBatchStream, QueryError> {
         match self {
             PreparedInner::Rows(batch) => Ok(once(batch)),
             PreparedInner::Query {

@@ -6,7 +6,7 @@ use super::output::strings;
 use super::prepared::PreparedInner;
 use super::preparing::Preparing;
 use crate::engine::access;
-use crate::engine::error::SqlError;
+use crate::engine::error::QueryError;
 use crate::engine::error::{internal, table_not_found};
 use crate::engine::types::databricks_type_name;
 use datafusion::arrow::array::{BooleanArray, RecordBatch, StringArray};
@@ -15,7 +15,7 @@ use lakeward_common::data::TableRecord;
 use lakeward_policy::Securable;
 use std::sync::Arc;
 
-pub(crate) fn catalogs(p: &Preparing<'_>, like: Option<&str>) -> Result<PreparedInner, SqlError> {
+pub(crate) fn catalogs(p: &Preparing<'_>, like: Option<&str>) -> Result<PreparedInner, QueryError> {
     let snapshot = p.snapshot();
     let rows = snapshot
         .catalogs
@@ -36,7 +36,7 @@ pub(crate) fn schemas(
     p: &Preparing<'_>,
     catalog: Option<String>,
     like: Option<&str>,
-) -> Result<PreparedInner, SqlError> {
+) -> Result<PreparedInner, QueryError> {
     let snapshot = p.snapshot();
     let catalog = catalog.unwrap_or_else(|| p.names.catalog.clone());
     access::require_exists(
@@ -65,7 +65,7 @@ pub(crate) fn tables(
     p: &Preparing<'_>,
     schema: Option<Vec<String>>,
     like: Option<&str>,
-) -> Result<PreparedInner, SqlError> {
+) -> Result<PreparedInner, QueryError> {
     let snapshot = p.snapshot();
     let schema = match schema {
         Some(parts) => p.names.schema(&parts)?,
@@ -92,7 +92,7 @@ pub(crate) fn tables(
 }
 
 /// `database | tableName | isTemporary`, as Databricks lists tables.
-fn table_rows(tables: &[&TableRecord]) -> Result<RecordBatch, SqlError> {
+fn table_rows(tables: &[&TableRecord]) -> Result<RecordBatch, QueryError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("database", DataType::Utf8, false),
         Field::new("tableName", DataType::Utf8, false),
@@ -114,7 +114,10 @@ fn table_rows(tables: &[&TableRecord]) -> Result<RecordBatch, SqlError> {
 }
 
 /// A table's columns with their Databricks type names; needs `SelectTable`.
-pub(crate) fn describe(p: &mut Preparing<'_>, name: &[String]) -> Result<PreparedInner, SqlError> {
+pub(crate) fn describe(
+    p: &mut Preparing<'_>,
+    name: &[String],
+) -> Result<PreparedInner, QueryError> {
     let table = p.names.table(name)?;
     let snapshot = p.snapshot().clone();
     let Some(record) = find_table(&snapshot, &table) else {
