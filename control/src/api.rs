@@ -33,11 +33,12 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
 use axum::Router;
 use lakeward_common::assertion::{Audience, PrincipalKind};
 use lakeward_common::data as data_wire;
 use lakeward_common::internal::{self as wire, STATE_VERSION_HEADER};
+use lakeward_frame::server::routes::{get, patch, post};
+use lakeward_frame::server::Routes;
 use lakeward_frame::server::{AssertionCheck, Verified};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
@@ -106,9 +107,9 @@ impl AppState {
 
 /// The route table. Paths follow Databricks' (reference sections 2.1-2.5, 2.13-2.15),
 /// `lakeward_common::internal` and `lakeward_common::data`.
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn routes() -> Routes<AppState> {
     let accounts = "/api/2.0/accounts/{account_id}";
-    Router::new()
+    Routes::new()
         .route("/api/2.0/preview/scim/v2/Me", get(me::me))
         // SCIM, the workspace's directory and the account's: the same handlers, which take
         // the directory from the route (see `scim::ScimCaller`).
@@ -291,6 +292,12 @@ pub(crate) fn router(state: AppState) -> Router {
             get(data::get_warehouse).put(data::update_warehouse),
         )
         .route(data_wire::POLICIES_PATH, get(data::policies))
+}
+
+/// The routes, behind the assertion check and the state-version stamp.
+pub(crate) fn router(state: AppState) -> Router {
+    routes()
+        .into_router()
         .fallback(no_route)
         // A known path with another method is as unknown to the client as any other path
         // (and says nothing about which internal routes exist).

@@ -43,6 +43,12 @@ mod test_support;
 pub use config::Config;
 pub use error::ControlError;
 
+/// Every route the control plane serves (public and internal), for the check that the gateway
+/// routes each public one to an action the schema declares.
+pub fn route_table() -> Vec<lakeward_frame::server::RouteEntry> {
+    api::routes().table().to_vec()
+}
+
 use anyhow::Context;
 use lakeward_common::assertion::{AssertionKey, Audience};
 use std::future::Future;

@@ -1,5 +1,7 @@
 //! Test support, behind the `test-util` feature: a TCP relay to put between a gateway and its
-//! Redis, which tests cut, freeze and restore to exercise the change feed's degraded mode.
+//! Redis, which tests cut, freeze and restore to exercise the change feed's degraded mode, and
+//! the route table's answer for a request, for the check that it agrees with the upstreams'
+//! routers and the Cedar schema.
 #![expect(
     clippy::unwrap_used,
     reason = "test support fails the test by panicking"
@@ -136,4 +138,22 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut frozen: watch
             return;
         }
     }
+}
+
+/// What the gateway's route table says of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOf {
+    /// The Cedar action the request is authorized as.
+    pub action: &'static str,
+    /// Where it is answered: `control`, `runtime` or `local`.
+    pub upstream: &'static str,
+}
+
+/// The route of `method` on `path` (a concrete path, without a `/w/<id>` prefix), if any.
+pub fn route_of(method: &http::Method, path: &str) -> Option<RouteOf> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    crate::route::lookup(method, &segments).map(|route| RouteOf {
+        action: route.action,
+        upstream: route.upstream.label(),
+    })
 }

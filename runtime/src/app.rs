@@ -6,9 +6,9 @@ use crate::http::endpoint_not_found;
 use crate::state::{RuntimeDeps, Shared};
 use crate::{grants, statements, sweeper, warehouses};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use axum::Router;
-use lakeward_frame::server::AssertionCheck;
+use lakeward_frame::server::routes::{get, post};
+use lakeward_frame::server::{AssertionCheck, RouteEntry, Routes};
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -16,6 +16,45 @@ use std::time::Duration;
 
 /// The path the gateway's readiness check calls; it reveals nothing and needs no assertion.
 pub const READY_PATH: &str = "/ready";
+
+/// What the runtime serves behind the assertion check, on Databricks' paths.
+fn routes() -> Routes<Arc<Shared>> {
+    Routes::new()
+        .route(
+            "/api/2.0/sql/warehouses",
+            get(warehouses::list).post(warehouses::create),
+        )
+        .route(
+            "/api/2.0/sql/warehouses/{id}",
+            get(warehouses::get).delete(warehouses::delete),
+        )
+        .route("/api/2.0/sql/warehouses/{id}/edit", post(warehouses::edit))
+        .route(
+            "/api/2.0/sql/warehouses/{id}/start",
+            post(warehouses::start),
+        )
+        .route("/api/2.0/sql/warehouses/{id}/stop", post(warehouses::stop))
+        .route("/api/2.0/sql/statements", post(statements::execute))
+        .route("/api/2.0/sql/statements/{id}", get(statements::get))
+        .route(
+            "/api/2.0/sql/statements/{id}/cancel",
+            post(statements::cancel),
+        )
+        .route(
+            "/api/2.0/sql/statements/{id}/result/chunks/{index}",
+            get(statements::chunk),
+        )
+        .route(
+            "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}",
+            get(grants::get).patch(grants::update),
+        )
+}
+
+/// Every route the runtime serves to callers, for the check that the gateway routes each one
+/// to an action the schema declares.
+pub fn route_table() -> Vec<RouteEntry> {
+    routes().table().to_vec()
+}
 
 /// The runtime service.
 pub struct Runtime {
@@ -36,35 +75,8 @@ impl Runtime {
 
     /// The routes, behind the assertion check.
     pub fn router(&self) -> Router {
-        let api = Router::new()
-            .route(
-                "/api/2.0/sql/warehouses",
-                get(warehouses::list).post(warehouses::create),
-            )
-            .route(
-                "/api/2.0/sql/warehouses/{id}",
-                get(warehouses::get).delete(warehouses::delete),
-            )
-            .route("/api/2.0/sql/warehouses/{id}/edit", post(warehouses::edit))
-            .route(
-                "/api/2.0/sql/warehouses/{id}/start",
-                post(warehouses::start),
-            )
-            .route("/api/2.0/sql/warehouses/{id}/stop", post(warehouses::stop))
-            .route("/api/2.0/sql/statements", post(statements::execute))
-            .route("/api/2.0/sql/statements/{id}", get(statements::get))
-            .route(
-                "/api/2.0/sql/statements/{id}/cancel",
-                post(statements::cancel),
-            )
-            .route(
-                "/api/2.0/sql/statements/{id}/result/chunks/{index}",
-                get(statements::chunk),
-            )
-            .route(
-                "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}",
-                get(grants::get).patch(grants::update),
-            )
+        let api = routes()
+            .into_router()
             .fallback(endpoint_not_found)
             .method_not_allowed_fallback(endpoint_not_found)
             // No handler runs before the assertion is verified (the runtime's key alone:
@@ -72,7 +84,7 @@ impl Runtime {
             .layer(AssertionCheck::new(self.shared.key.clone()))
             .with_state(self.shared.clone());
         Router::new()
-            .route(READY_PATH, get(|| async { StatusCode::OK }))
+            .route(READY_PATH, axum::routing::get(|| async { StatusCode::OK }))
             .merge(api)
     }
 

@@ -38,7 +38,7 @@ mod sweeper;
 mod text;
 mod warehouses;
 
-pub use app::{Runtime, READY_PATH};
+pub use app::{route_table, Runtime, READY_PATH};
 pub use config::{Config, S3Settings};
 pub use state::RuntimeDeps;
 

@@ -6,5 +6,6 @@ mod gateway;
 mod identity;
 mod lake_s3;
 mod replicas;
+mod routes;
 mod runtime;
 mod sdk;

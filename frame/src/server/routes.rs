@@ -15,7 +15,7 @@ use http::Method;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RouteEntry {
     pub method: Method,
-    pub path: &'static str,
+    pub path: String,
 }
 
 /// The methods of one path, and their handlers.
@@ -81,12 +81,11 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
     }
 
     /// Adds the methods of `path`. Like axum, a path is given once.
-    pub fn route(mut self, path: &'static str, on: On<S>) -> Self {
-        self.table.extend(
-            on.methods
-                .into_iter()
-                .map(|method| RouteEntry { method, path }),
-        );
+    pub fn route(mut self, path: &str, on: On<S>) -> Self {
+        self.table.extend(on.methods.into_iter().map(|method| RouteEntry {
+            method,
+            path: path.to_owned(),
+        }));
         self.router = self.router.route(path, on.router);
         self
     }
@@ -144,15 +143,15 @@ mod tests {
             [
                 RouteEntry {
                     method: Method::GET,
-                    path: "/a/{id}"
+                    path: "/a/{id}".into()
                 },
                 RouteEntry {
                     method: Method::POST,
-                    path: "/a/{id}"
+                    path: "/a/{id}".into()
                 },
                 RouteEntry {
                     method: Method::DELETE,
-                    path: "/b"
+                    path: "/b".into()
                 },
             ]
         );
