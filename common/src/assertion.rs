@@ -126,7 +126,7 @@ impl MasterSecret {
     /// Parses the hex form written by [`MasterSecret::to_hex`].
     pub fn from_hex(text: &str) -> Result<Self, AssertionError> {
         let text = text.trim();
-        if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(AssertionError::Invalid("master secret is not hex".into()));
         }
         // Decoded straight into the box: no other copy of the bytes is made.
