@@ -82,10 +82,11 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
 
     /// Adds the methods of `path`. Like axum, a path is given once.
     pub fn route(mut self, path: &str, on: On<S>) -> Self {
-        self.table.extend(on.methods.into_iter().map(|method| RouteEntry {
-            method,
-            path: path.to_owned(),
-        }));
+        self.table
+            .extend(on.methods.into_iter().map(|method| RouteEntry {
+                method,
+                path: path.to_owned(),
+            }));
         self.router = self.router.route(path, on.router);
         self
     }
