@@ -7,16 +7,15 @@
 mod params;
 mod writer;
 
-pub(crate) use writer::AuditWriter;
+pub(crate) use writer::{AuditDir, AuditWriter};
 
 use crate::ctx::{RequestCtx, Scope};
 use lakeward_common::assertion::PrincipalKind;
 use prometheus::IntCounter;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
-use writer::WriterMsg;
+use writer::{AuditFiles, WriterMsg};
 
 /// One audit record. It borrows from the request context rather than copying it: it lives
 /// only until it is serialized, and one per request adds up.
@@ -189,19 +188,19 @@ pub(crate) struct AuditSink {
 }
 
 impl AuditSink {
-    /// A sink and the writer that drains it into `dir`.
-    pub(crate) fn channel(
-        dir: PathBuf,
+    /// A sink and the writer that drains it into `files` (the audit directory, [`AuditDir`]).
+    pub(crate) fn channel<F: AuditFiles>(
+        files: F,
         capacity: usize,
         failures: IntCounter,
-    ) -> (AuditSink, AuditWriter) {
+    ) -> (AuditSink, AuditWriter<F>) {
         let (tx, rx) = mpsc::channel(capacity);
         (
             AuditSink {
                 tx,
                 failures: failures.clone(),
             },
-            AuditWriter::new(dir, rx, failures),
+            AuditWriter::new(files, rx, failures),
         )
     }
 
@@ -251,70 +250,4 @@ impl AuditSink {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn days_are_utc_dates() {
-        assert_eq!(day_of(0), "1970-01-01");
-        assert_eq!(day_of(1_700_000_000_000), "2023-11-14");
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn durable_writes_are_acknowledged_after_reaching_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let failures = IntCounter::new("f", "f").unwrap();
-        let (sink, writer) = AuditSink::channel(dir.path().to_path_buf(), 16, failures.clone());
-        let handle = tokio::task::spawn_blocking(move || writer.run());
-        let record = AuditRecord {
-            version: "2.0",
-            audit_level: "WORKSPACE_LEVEL",
-            timestamp: 1_700_000_000_000,
-            workspace_id: "1".into(),
-            account_id: "a",
-            source_ip_address: "127.0.0.1".into(),
-            user_agent: None,
-            session_id: None,
-            user_identity: UserIdentity {
-                email: None,
-                subject_name: None,
-            },
-            service_name: "accounts",
-            action_name: "x",
-            request_id: "r",
-            request_params: BTreeMap::new(),
-            response: AuditResponse {
-                status_code: 200,
-                error_message: None,
-                result: None,
-            },
-            decision: "allow",
-            determining_policies: &[],
-            policy_version: None,
-            auth_method: None,
-            token_id: None,
-            touched: touched(Some(
-                "SelectTable samples.tpch.nation, ModifyTable main.default.t",
-            )),
-        };
-        assert!(sink.write(&record, true).await);
-        let text = std::fs::read_to_string(dir.path().join("audit-2023-11-14.jsonl")).unwrap();
-        let parsed: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-        assert_eq!(parsed["sourceIPAddress"], "127.0.0.1");
-        assert_eq!(parsed["response"]["statusCode"], 200);
-        assert_eq!(
-            parsed["touched"],
-            serde_json::json!([
-                {"action": "SelectTable", "securable": "samples.tpch.nation"},
-                {"action": "ModifyTable", "securable": "main.default.t"}
-            ])
-        );
-        assert!(sink.write(&record, false).await);
-        assert!(sink.flush().await);
-        drop(sink);
-        handle.await.unwrap();
-        let text = std::fs::read_to_string(dir.path().join("audit-2023-11-14.jsonl")).unwrap();
-        assert_eq!(text.lines().count(), 2);
-        assert_eq!(failures.get(), 0);
-    }
-}
+mod tests;

@@ -1,7 +1,7 @@
 //! The entry point: [`Gateway::bind`] checks the configuration, loads the policies and binds
 //! both listeners; [`Gateway::run`] starts the background tasks and serves until shutdown.
 
-use crate::audit::{AuditSink, AuditWriter};
+use crate::audit::{AuditDir, AuditSink, AuditWriter};
 use crate::authn::OidcVerifier;
 use crate::config::{parse_trusted_proxy, Config};
 use crate::control::ControlClient;
@@ -86,7 +86,7 @@ impl Gateway {
             .await
             .with_context(|| format!("creating audit directory `{}`", deps.audit_dir.display()))?;
         let (audit, writer) = AuditSink::channel(
-            deps.audit_dir.clone(),
+            AuditDir(deps.audit_dir.clone()),
             config.audit_queue_capacity,
             metrics.audit_write_failures.clone(),
         );

@@ -8,10 +8,15 @@
 //! a `write` per request) cost more than the rest of a read's audit path together; lingering
 //! lets records of reads pile up and go out in one write. A mutating request that arrives
 //! meanwhile waits at most that long on top of its fsync.
+//!
+//! The files are reached through [`AuditFiles`], so that tests can watch the durability path
+//! itself (a record acknowledged only after its bytes were written and synced): a killed
+//! process leaves the page cache behind, so killing one cannot show a missing sync.
 
 use prometheus::IntCounter;
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use tokio::sync::{mpsc, oneshot};
@@ -33,18 +38,59 @@ pub(crate) enum WriterMsg {
     Flush(oneshot::Sender<bool>),
 }
 
-/// The writer's state; [`AuditWriter::run`] consumes it.
-pub(crate) struct AuditWriter {
-    dir: PathBuf,
-    rx: mpsc::Receiver<WriterMsg>,
-    failures: IntCounter,
-    file: Option<(String, BufWriter<File>)>,
+/// One day's audit file: appended to (through the writer's buffer), and made durable.
+pub(crate) trait AuditFile: Write + Send {
+    /// Makes everything written so far durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
 }
 
-impl AuditWriter {
-    pub(crate) fn new(dir: PathBuf, rx: mpsc::Receiver<WriterMsg>, failures: IntCounter) -> Self {
+impl AuditFile for File {
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+}
+
+/// Where the day files are; shown in logs by its `Display`.
+pub(crate) trait AuditFiles: fmt::Display + Send + 'static {
+    type File: AuditFile;
+
+    /// Opens the file of `day` (`yyyy-mm-dd`) for appending, creating it if needed.
+    fn open(&self, day: &str) -> io::Result<Self::File>;
+}
+
+/// The audit directory: `audit-<yyyy-mm-dd>.jsonl`, readable by the gateway's user only.
+pub(crate) struct AuditDir(pub PathBuf);
+
+impl AuditFiles for AuditDir {
+    type File = File;
+
+    fn open(&self, day: &str) -> io::Result<File> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(self.0.join(format!("audit-{day}.jsonl")))
+    }
+}
+
+impl fmt::Display for AuditDir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.display().fmt(f)
+    }
+}
+
+/// The writer's state; [`AuditWriter::run`] consumes it.
+pub(crate) struct AuditWriter<F: AuditFiles = AuditDir> {
+    files: F,
+    rx: mpsc::Receiver<WriterMsg>,
+    failures: IntCounter,
+    file: Option<(String, BufWriter<F::File>)>,
+}
+
+impl<F: AuditFiles> AuditWriter<F> {
+    pub(crate) fn new(files: F, rx: mpsc::Receiver<WriterMsg>, failures: IntCounter) -> Self {
         AuditWriter {
-            dir,
+            files,
             rx,
             failures,
             file: None,
@@ -103,17 +149,12 @@ impl AuditWriter {
         waited
     }
 
-    fn append(&mut self, day: &str, line: &[u8]) -> std::io::Result<()> {
+    fn append(&mut self, day: &str, line: &[u8]) -> io::Result<()> {
         let current = matches!(&self.file, Some((d, _)) if d == day);
         if !current {
             // A new day: the old file is finished, make it durable before moving on.
             self.sync()?;
-            let path = self.dir.join(format!("audit-{day}.jsonl"));
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&path)?;
+            let file = self.files.open(day)?;
             self.file = Some((day.to_owned(), BufWriter::with_capacity(64 * 1024, file)));
         }
         if let Some((_, writer)) = &mut self.file {
@@ -123,14 +164,14 @@ impl AuditWriter {
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    fn flush(&mut self) -> io::Result<()> {
         match &mut self.file {
             Some((_, writer)) => writer.flush(),
             None => Ok(()),
         }
     }
 
-    fn sync(&mut self) -> std::io::Result<()> {
+    fn sync(&mut self) -> io::Result<()> {
         match &mut self.file {
             Some((_, writer)) => {
                 writer.flush()?;
@@ -140,8 +181,8 @@ impl AuditWriter {
         }
     }
 
-    fn failed(&self, e: &std::io::Error) {
+    fn failed(&self, e: &io::Error) {
         self.failures.inc();
-        tracing::error!(error = %e, dir = %self.dir.display(), "audit write failed");
+        tracing::error!(error = %e, dir = %self.files, "audit write failed");
     }
 }
