@@ -2,26 +2,30 @@
 //! engine over a temporary lake, the real policies, and a fake control plane that applies
 //! catalog changes to a snapshot in memory.
 //!
-//! Script format (records separated by blank lines; `#` starts a comment line):
+//! The scripts are sqllogictest files, run by the `sqllogictest` crate's parser and runner:
+//! `statement ok`, `statement error <regex>` (matched against "<error_code> <sql_state>
+//! <message>"), `statement error (<SQLSTATE>)`, and `query <types>` whose rows follow `----`
+//! with cells joined by " | " (NULL for nulls; types `I` integer, `R` decimal or floating
+//! point, `T` text, `?` anything else). Each file has its own sessions.
+//!
+//! `connection <user>` before a record runs it as `admin`, `alice`, `bob` or `admin2` (the
+//! admin of workspace 2, whose catalog is a second fake control plane's); records without one
+//! run as `admin`. `control substitution on` makes `${LAKE}` the lake's absolute path.
+//!
+//! A few records hold commands to the test client, not SQL (dot-commands, as in the sqlite3
+//! shell the format comes from):
 //!
 //! ```text
-//! user <admin|alice|bob|admin2>     switch the caller (admin2: the admin of workspace 2,
-//!                                   whose catalog is a second fake control plane's)
-//! defaults <catalog> <schema>       the statement's default catalog and schema
-//! param <name> <TYPE|-> <value|NULL> a parameter for the next statement (`-`: no type)
-//! write <path in lake>              the following lines become that file
-//! files <dir in lake> <n>           the directory holds n files (recursively)
-//! statement ok                      the SQL below succeeds
-//! statement error <substring>       fails; the substring is looked for in
-//!                                   "<error_code> <sql_state> <message>"
-//! query                             the SQL below returns exactly the rows after `----`,
-//!                                   cells joined by " | ", NULL for nulls
+//! .defaults <catalog> <schema>          this session's default catalog and schema
+//! .param <name> <TYPE|-> <value|NULL>   a parameter for this session's next statement
+//! .write <path in lake>                 the lines below become that file
+//! .files <dir in lake>                  one row: how many files the directory holds
 //! ```
-//! `${LAKE}` in SQL is replaced by the lake's absolute path.
 
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests: failures panic")]
 
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
@@ -33,6 +37,7 @@ use lakeward_runtime::engine::{
     AccessContext, Caller, CatalogWriter, Compute, Engine, EngineConfig, Parameter, SqlError,
     StatementContext, StatementInput, WarehouseSizing,
 };
+use sqllogictest::{AsyncDB, Connection, DBOutput, DefaultColumnType, Normalizer, Record};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -296,6 +301,7 @@ struct Harness {
 }
 
 struct Output {
+    schema: SchemaRef,
     rows: Vec<Vec<String>>,
 }
 
@@ -396,6 +402,7 @@ impl Harness {
             .prepare(self.context(user, compute), input)
             .await?;
         let stream = prepared.run().await?;
+        let schema = stream.schema();
         let batches: Vec<RecordBatch> = stream
             .try_collect()
             .await
@@ -417,7 +424,7 @@ impl Harness {
                 );
             }
         }
-        Ok(Output { rows })
+        Ok(Output { schema, rows })
     }
 
     async fn run(&self, user: &str, input: StatementInput) -> Result<Output, SqlError> {
@@ -441,119 +448,188 @@ fn count_files(dir: &Path) -> usize {
         .sum()
 }
 
-async fn run_script(h: &Harness, name: &str, text: &str) {
-    let mut user = "admin".to_owned();
-    let mut defaults: (Option<String>, Option<String>) = (None, None);
-    let mut params: Vec<Parameter> = Vec::new();
-    let lines: Vec<&str> = text.lines().collect();
-    let mut i = 0;
-    while i < lines.len() {
-        let line = lines[i].trim_end();
-        let at = format!("{name}:{}", i + 1);
-        i += 1;
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
+/// A failed statement as the scripts match it: "<error_code> <sql_state> <message>".
+#[derive(Debug)]
+struct Failed(SqlError);
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = &self.0;
+        let state = e.sql_state.as_deref().unwrap_or_default();
+        write!(f, "{} {state} {}", e.error_code, e.message)
+    }
+}
+
+impl std::error::Error for Failed {}
+
+fn client_error(message: String) -> Failed {
+    Failed(SqlError::new("TEST_CLIENT", message))
+}
+
+/// One script connection: a user's session, with its defaults and pending parameters.
+struct Session {
+    harness: Arc<Harness>,
+    user: String,
+    defaults: (Option<String>, Option<String>),
+    params: Vec<Parameter>,
+}
+
+impl Session {
+    fn new(harness: Arc<Harness>, user: String) -> Session {
+        Session {
+            harness,
+            user,
+            defaults: (None, None),
+            params: Vec::new(),
         }
+    }
+
+    /// A dot-command: `.defaults`, `.param`, `.write` or `.files`.
+    fn command(&mut self, text: &str) -> Result<DBOutput<DefaultColumnType>, Failed> {
+        let (line, body) = text.split_once('\n').unwrap_or((text, ""));
         let words: Vec<&str> = line.split_whitespace().collect();
-        let block = |i: &mut usize| -> Vec<String> {
-            let mut out = Vec::new();
-            while *i < lines.len() && !lines[*i].trim().is_empty() {
-                out.push(lines[*i].to_owned());
-                *i += 1;
+        let lake = &self.harness.lake;
+        match words.as_slice() {
+            [".defaults", catalog, schema] => {
+                self.defaults = (Some((*catalog).to_owned()), Some((*schema).to_owned()));
             }
-            out
-        };
-        match words[0] {
-            "user" => user = words[1].to_owned(),
-            "defaults" => {
-                defaults = (Some(words[1].to_owned()), Some(words[2].to_owned()));
-            }
-            "param" => {
-                let value = words[3..].join(" ");
-                params.push(Parameter {
-                    name: words[1].to_owned(),
-                    type_name: (words[2] != "-").then(|| words[2].to_owned()),
+            [".param", name, type_name, value @ ..] => {
+                let value = value.join(" ");
+                self.params.push(Parameter {
+                    name: (*name).to_owned(),
+                    type_name: (*type_name != "-").then(|| (*type_name).to_owned()),
                     value: (value != "NULL").then_some(value),
                 });
             }
-            "write" => {
-                let path = h.lake.join(words[1]);
-                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                let body = block(&mut i);
-                std::fs::write(&path, body.join("\n") + "\n").unwrap();
+            [".write", path] => {
+                let path = lake.join(path);
+                let written = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|()| std::fs::write(&path, format!("{body}\n")));
+                written.map_err(|e| client_error(format!("{}: {e}", path.display())))?;
             }
-            "files" => {
-                let n: usize = words[2].parse().unwrap();
-                assert_eq!(
-                    count_files(&h.lake.join(words[1])),
-                    n,
-                    "{at}: files in {}",
-                    words[1]
-                );
+            [".files", dir] => {
+                return Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Integer],
+                    rows: vec![vec![count_files(&lake.join(dir)).to_string()]],
+                });
             }
-            "statement" | "query" => {
-                let body = block(&mut i);
-                let split = body.iter().position(|l| l.trim() == "----");
-                let (sql_lines, expected) = match split {
-                    Some(p) => (&body[..p], Some(&body[p + 1..])),
-                    None => (&body[..], None),
-                };
-                let sql = sql_lines
-                    .join("\n")
-                    .replace("${LAKE}", &h.lake.to_string_lossy());
-                let input = StatementInput {
-                    sql: sql.clone(),
-                    parameters: std::mem::take(&mut params),
-                    catalog: defaults.0.clone(),
-                    schema: defaults.1.clone(),
-                };
-                let result = h.run(&user, input).await;
-                match (words[0], words.get(1).copied()) {
-                    ("statement", Some("ok")) => {
-                        if let Err(e) = result {
-                            panic!("{at}: `{sql}` failed as {user}: {e:?}");
-                        }
-                    }
-                    ("statement", Some("error")) => {
-                        let wanted = line.splitn(3, ' ').nth(2).unwrap_or("").trim();
-                        match result {
-                            Ok(_) => panic!("{at}: `{sql}` succeeded as {user}; wanted {wanted}"),
-                            Err(e) => {
-                                let seen = format!(
-                                    "{} {} {}",
-                                    e.error_code,
-                                    e.sql_state.clone().unwrap_or_default(),
-                                    e.message
-                                );
-                                assert!(
-                                    seen.contains(wanted),
-                                    "{at}: `{sql}` as {user}: wanted `{wanted}`, got `{seen}`"
-                                );
-                            }
-                        }
-                    }
-                    ("query", _) => {
-                        let output = result
-                            .unwrap_or_else(|e| panic!("{at}: `{sql}` failed as {user}: {e:?}"));
-                        let got: Vec<String> = output.rows.iter().map(|r| r.join(" | ")).collect();
-                        let want: Vec<String> = expected
-                            .unwrap_or(&[])
-                            .iter()
-                            .map(|l| l.trim_end().to_owned())
-                            .collect();
-                        assert_eq!(got, want, "{at}: `{sql}` as {user}");
-                    }
-                    other => panic!("{at}: unknown record {other:?}"),
-                }
-            }
-            other => panic!("{at}: unknown directive {other}"),
+            _ => return Err(client_error(format!("unknown command `{line}`"))),
+        }
+        Ok(DBOutput::StatementComplete(0))
+    }
+}
+
+/// The column types the scripts name: integers, decimals and floating point, text, the rest.
+fn column_type(data_type: &DataType) -> DefaultColumnType {
+    if data_type.is_integer() {
+        DefaultColumnType::Integer
+    } else if data_type.is_floating() || data_type.is_decimal() {
+        DefaultColumnType::FloatingPoint
+    } else if matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    ) {
+        DefaultColumnType::Text
+    } else {
+        DefaultColumnType::Any
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for Session {
+    type Error = Failed;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, Failed> {
+        if sql.starts_with('.') {
+            return self.command(sql);
+        }
+        let input = StatementInput {
+            sql: sql.to_owned(),
+            parameters: std::mem::take(&mut self.params),
+            catalog: self.defaults.0.clone(),
+            schema: self.defaults.1.clone(),
+        };
+        let output = self.harness.run(&self.user, input).await.map_err(Failed)?;
+        if output.schema.fields().is_empty() {
+            return Ok(DBOutput::StatementComplete(0));
+        }
+        let types = output
+            .schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
+        Ok(DBOutput::Rows {
+            types,
+            rows: output.rows,
+        })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn error_sql_state(err: &Failed) -> Option<String> {
+        err.0.sql_state.clone()
+    }
+}
+
+/// Rows match when their cells, joined by " | ", are the expected lines.
+fn cells_joined_by_bars(_: Normalizer, actual: &[Vec<String>], expected: &[String]) -> bool {
+    actual.len() == expected.len()
+        && actual
+            .iter()
+            .zip(expected)
+            .all(|(row, line)| row.join(" | ") == line.trim_end())
+}
+
+/// The user a record runs as: its connection's name, `admin` by default.
+fn user_of(record: &Record<DefaultColumnType>) -> Option<String> {
+    match record {
+        Record::Statement { connection, .. }
+        | Record::Query { connection, .. }
+        | Record::Let { connection, .. } => Some(match connection {
+            Connection::Default => "admin".to_owned(),
+            Connection::Named(name) => name.clone(),
+        }),
+        _ => None,
+    }
+}
+
+async fn run_script(h: &Arc<Harness>, script: &Path) {
+    // The runner opens a connection the first time a record names it; the record being run
+    // tells which user it is for.
+    let next_user = Arc::new(Mutex::new("admin".to_owned()));
+    let make = {
+        let (h, next_user) = (h.clone(), next_user.clone());
+        move || {
+            let user = next_user.lock().unwrap().clone();
+            assert!(h.callers.contains_key(&user), "no user `{user}`");
+            let session = Session::new(h.clone(), user);
+            async move { Ok::<_, Failed>(session) }
+        }
+    };
+    let mut runner = sqllogictest::Runner::new(make);
+    runner.with_validator(cells_joined_by_bars);
+    runner.with_column_validator(sqllogictest::strict_column_validator);
+    runner.set_var("LAKE".into(), h.lake.to_string_lossy().into_owned());
+    let records = sqllogictest::parse_file::<DefaultColumnType>(script)
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    for record in records {
+        if let Some(user) = user_of(&record) {
+            *next_user.lock().unwrap() = user;
+        }
+        if let Err(e) = runner.run_async(record).await {
+            panic!("{}", e.display(false));
         }
     }
+    runner.shutdown_async().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_scripts() {
-    let h = Harness::new().await;
+    let h = Arc::new(Harness::new().await);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
     let mut scripts: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -564,9 +640,7 @@ async fn sql_scripts() {
     scripts.sort();
     assert!(!scripts.is_empty());
     for script in scripts {
-        let text = std::fs::read_to_string(&script).unwrap();
-        let name = script.file_name().unwrap().to_string_lossy().into_owned();
-        run_script(&h, &name, &text).await;
+        run_script(&h, &script).await;
     }
 }
 

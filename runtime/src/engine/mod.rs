@@ -26,8 +26,9 @@ mod types;
 
 use lakeward_common::data::CatalogChange;
 use lakeward_policy::Securable;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use compute::Compute;
 pub use config::{EngineConfig, S3Settings, WarehouseSizing};
@@ -94,11 +95,7 @@ impl Engine {
         } else {
             warehouse_id.to_owned()
         };
-        let mut computes = self
-            .inner
-            .computes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut computes = self.inner.computes.lock();
         if let Some(existing) = computes.get(&key) {
             // A resized classic warehouse gets new compute; statements still running keep
             // the old one through their Arc.
@@ -119,11 +116,7 @@ impl Engine {
         if warehouse_id == compute::SERVERLESS_KEY {
             return;
         }
-        self.inner
-            .computes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(warehouse_id);
+        self.inner.computes.lock().remove(warehouse_id);
     }
 
     /// Parses, plans and authorizes one statement. Fails with `PERMISSION_DENIED` naming the
