@@ -241,35 +241,45 @@ impl LakeTable {
     }
 }
 
-#[async_trait]
-impl TableProvider for LakeTable {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
+/// A `TableProvider` for a table that wraps another (`inner`): reads are the inner table's,
+/// the rest is written out in the macro's call.
+macro_rules! wrapping_table_provider {
+    ($table:ty { $($rest:tt)* }) => {
+        #[async_trait]
+        impl TableProvider for $table {
+            fn schema(&self) -> SchemaRef {
+                self.inner.schema()
+            }
 
+            async fn scan(
+                &self,
+                state: &dyn Session,
+                projection: Option<&Vec<usize>>,
+                filters: &[Expr],
+                limit: Option<usize>,
+            ) -> DfResult<Arc<dyn ExecutionPlan>> {
+                self.inner.scan(state, projection, filters, limit).await
+            }
+
+            fn supports_filters_pushdown(
+                &self,
+                filters: &[&Expr],
+            ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+                self.inner.supports_filters_pushdown(filters)
+            }
+
+            $($rest)*
+        }
+    };
+}
+
+wrapping_table_provider!(LakeTable {
     fn constraints(&self) -> Option<&Constraints> {
         self.inner.constraints()
     }
 
     fn table_type(&self) -> TableType {
         TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
     }
 
     fn statistics(&self) -> Option<Statistics> {
@@ -292,7 +302,7 @@ impl TableProvider for LakeTable {
         }
         self.inner.insert_into(state, input, insert_op).await
     }
-}
+});
 
 /// A built-in table function's table (`range`, `generate_series`): reads nothing, so the
 /// authorization walk lets it through, and only it.
@@ -301,33 +311,11 @@ pub(crate) struct FunctionTable {
     inner: Arc<dyn TableProvider>,
 }
 
-#[async_trait]
-impl TableProvider for FunctionTable {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
-
+wrapping_table_provider!(FunctionTable {
     fn table_type(&self) -> TableType {
         self.inner.table_type()
     }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        self.inner.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
-    }
-}
+});
 
 #[derive(Debug)]
 struct GuardedFunction {
@@ -361,6 +349,12 @@ pub(crate) fn table_functions() -> std::collections::HashMap<String, Arc<TableFu
 /// where DataFusion's trait cannot fail, ignored), so nothing lands in an in-memory catalog.
 #[derive(Debug)]
 pub(crate) struct SnapshotCatalogs {
+    view: SnapshotView,
+}
+
+/// What every level of the catalog hands down to the tables it opens.
+#[derive(Debug, Clone)]
+struct SnapshotView {
     snapshot: Arc<CatalogSnapshot>,
     workspace_id: i64,
     statistics: Option<Arc<FileStatisticsCache>>,
@@ -375,9 +369,11 @@ impl SnapshotCatalogs {
         statistics: Option<Arc<FileStatisticsCache>>,
     ) -> Self {
         SnapshotCatalogs {
-            snapshot,
-            workspace_id,
-            statistics,
+            view: SnapshotView {
+                snapshot,
+                workspace_id,
+                statistics,
+            },
         }
     }
 }
@@ -392,7 +388,8 @@ impl CatalogProviderList for SnapshotCatalogs {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.snapshot
+        self.view
+            .snapshot
             .catalogs
             .iter()
             .map(|c| c.name.clone())
@@ -401,15 +398,14 @@ impl CatalogProviderList for SnapshotCatalogs {
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
         let name = name.to_lowercase();
-        self.snapshot
+        self.view
+            .snapshot
             .catalogs
             .iter()
             .any(|c| c.name == name)
             .then(|| {
                 Arc::new(SnapshotCatalog {
-                    snapshot: self.snapshot.clone(),
-                    workspace_id: self.workspace_id,
-                    statistics: self.statistics.clone(),
+                    view: self.view.clone(),
                     name,
                 }) as Arc<dyn CatalogProvider>
             })
@@ -418,15 +414,14 @@ impl CatalogProviderList for SnapshotCatalogs {
 
 #[derive(Debug)]
 struct SnapshotCatalog {
-    snapshot: Arc<CatalogSnapshot>,
-    workspace_id: i64,
-    statistics: Option<Arc<FileStatisticsCache>>,
+    view: SnapshotView,
     name: String,
 }
 
 impl CatalogProvider for SnapshotCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.snapshot
+        self.view
+            .snapshot
             .schemas
             .iter()
             .filter(|s| s.catalog == self.name)
@@ -436,15 +431,14 @@ impl CatalogProvider for SnapshotCatalog {
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         let name = name.to_lowercase();
-        self.snapshot
+        self.view
+            .snapshot
             .schemas
             .iter()
             .any(|s| s.catalog == self.name && s.name == name)
             .then(|| {
                 Arc::new(SnapshotSchema {
-                    snapshot: self.snapshot.clone(),
-                    workspace_id: self.workspace_id,
-                    statistics: self.statistics.clone(),
+                    view: self.view.clone(),
                     catalog: self.name.clone(),
                     name,
                 }) as Arc<dyn SchemaProvider>
@@ -454,9 +448,7 @@ impl CatalogProvider for SnapshotCatalog {
 
 #[derive(Debug)]
 struct SnapshotSchema {
-    snapshot: Arc<CatalogSnapshot>,
-    workspace_id: i64,
-    statistics: Option<Arc<FileStatisticsCache>>,
+    view: SnapshotView,
     catalog: String,
     name: String,
 }
@@ -464,7 +456,8 @@ struct SnapshotSchema {
 impl SnapshotSchema {
     fn record(&self, table: &str) -> Option<&TableRecord> {
         let table = table.to_lowercase();
-        self.snapshot
+        self.view
+            .snapshot
             .tables
             .iter()
             .find(|t| t.catalog == self.catalog && t.schema == self.name && t.name == table)
@@ -474,7 +467,8 @@ impl SnapshotSchema {
 #[async_trait]
 impl SchemaProvider for SnapshotSchema {
     fn table_names(&self) -> Vec<String> {
-        self.snapshot
+        self.view
+            .snapshot
             .tables
             .iter()
             .filter(|t| t.catalog == self.catalog && t.schema == self.name)
@@ -486,8 +480,9 @@ impl SchemaProvider for SnapshotSchema {
         match self.record(name) {
             None => Ok(None),
             Some(record) => {
-                let table = LakeTable::new(record, self.workspace_id, self.statistics.clone())
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                let table =
+                    LakeTable::new(record, self.view.workspace_id, self.view.statistics.clone())
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 Ok(Some(Arc::new(table)))
             }
         }

@@ -13,8 +13,8 @@ use crate::engine::access;
 use crate::engine::catalog::{columns_of, listing_options, read_only, validate_options, FORMATS};
 use crate::engine::error::QueryError;
 use crate::engine::error::{
-    already_exists, bad_request, bad_request_with_state, internal, schema_not_found,
-    table_not_found, unsupported,
+    already_exists, bad_request, bad_request_with_state, schema_not_found, table_not_found,
+    unsupported,
 };
 use crate::engine::lake::Lake;
 use lakeward_common::data::{CatalogChange, ColumnRecord, SchemaRecord, TableRecord};
@@ -25,26 +25,23 @@ pub(crate) fn create_schema(
     p: &mut Preparing<'_>,
     stmt: CreateSchema,
 ) -> Result<PreparedInner, QueryError> {
-    let schema = p.names.schema(&stmt.name)?;
-    let Securable::Schema { catalog, name } = &schema else {
-        return Err(internal("schema name"));
-    };
-    valid_name(name)?;
+    let schema = p.names.schema_name(&stmt.name)?;
+    valid_name(&schema.name)?;
     let parent = Securable::Catalog {
-        name: catalog.clone(),
+        name: schema.catalog.clone(),
     };
     access::require_exists(p.snapshot(), &parent)?;
     p.authz.check("CreateSchema", &parent)?;
-    if access::owner_of(p.snapshot(), &schema).is_some() {
+    if access::owner_of(p.snapshot(), &schema.securable).is_some() {
         if stmt.if_not_exists {
             return Ok(PreparedInner::nothing());
         }
-        return Err(already_exists(&schema));
+        return Err(already_exists(&schema.securable));
     }
     let change = CatalogChange::CreateSchema {
         schema: SchemaRecord {
-            catalog: catalog.clone(),
-            name: name.clone(),
+            catalog: schema.catalog,
+            name: schema.name,
             owner: p.owner(),
             comment: stmt.comment,
         },
@@ -57,29 +54,26 @@ pub(crate) fn drop_schema(
     p: &mut Preparing<'_>,
     stmt: DropSchema,
 ) -> Result<PreparedInner, QueryError> {
-    let schema = p.names.schema(&stmt.name)?;
-    let Securable::Schema { catalog, name } = &schema else {
-        return Err(internal("schema name"));
-    };
-    if access::owner_of(p.snapshot(), &schema).is_none() {
+    let schema = p.names.schema_name(&stmt.name)?;
+    if access::owner_of(p.snapshot(), &schema.securable).is_none() {
         if stmt.if_exists {
             return Ok(PreparedInner::nothing());
         }
-        return Err(schema_not_found(&schema.full_name()));
+        return Err(schema_not_found(&schema.securable.full_name()));
     }
-    p.authz.check("DropSchema", &schema)?;
+    p.authz.check("DropSchema", &schema.securable)?;
     let tables: Vec<&TableRecord> = p
         .snapshot()
         .tables
         .iter()
-        .filter(|t| &t.catalog == catalog && &t.schema == name)
+        .filter(|t| t.catalog == schema.catalog && t.schema == schema.name)
         .collect();
     if !tables.is_empty() && !stmt.cascade {
         return Err(bad_request_with_state(
             format!(
                 "[SCHEMA_NOT_EMPTY] Cannot drop schema `{}` because it contains objects; use \
                  DROP SCHEMA ... CASCADE to drop the schema and all its objects",
-                schema.full_name()
+                schema.securable.full_name()
             ),
             "2BP01",
         ));
@@ -91,8 +85,8 @@ pub(crate) fn drop_schema(
         .map(|t| t.location.clone())
         .collect();
     let change = CatalogChange::DropSchema {
-        catalog: catalog.clone(),
-        name: name.clone(),
+        catalog: schema.catalog,
+        name: schema.name,
         if_exists: stmt.if_exists,
         cascade: stmt.cascade,
     };

@@ -48,6 +48,11 @@ impl Names {
     }
 
     pub(crate) fn schema(&self, parts: &[String]) -> Result<Securable, QueryError> {
+        self.schema_name(parts).map(|s| s.securable)
+    }
+
+    /// A schema's name, with its parts at hand.
+    pub(crate) fn schema_name(&self, parts: &[String]) -> Result<SchemaName, QueryError> {
         let (catalog, name) = match parts {
             [s] => (self.catalog.clone(), s.clone()),
             [c, s] => (c.clone(), s.clone()),
@@ -58,7 +63,14 @@ impl Names {
                 )))
             }
         };
-        Ok(Securable::Schema { catalog, name })
+        Ok(SchemaName {
+            securable: Securable::Schema {
+                catalog: catalog.clone(),
+                name: name.clone(),
+            },
+            catalog,
+            name,
+        })
     }
 
     /// The statement's default schema, as a securable.
@@ -80,6 +92,13 @@ impl Names {
             ))),
         }
     }
+}
+
+/// A schema, as a securable and as its catalog's and its own name.
+pub(crate) struct SchemaName {
+    pub(crate) securable: Securable,
+    pub(crate) catalog: String,
+    pub(crate) name: String,
 }
 
 /// Names we create must be plain: they become directory names in the lake.

@@ -16,20 +16,13 @@ use lakeward_policy::Securable;
 use std::sync::Arc;
 
 pub(crate) fn catalogs(p: &Preparing<'_>, like: Option<&str>) -> Result<PreparedInner, QueryError> {
-    let snapshot = p.snapshot();
-    let rows = snapshot
-        .catalogs
-        .iter()
-        .filter(|c| matches_like(like, &c.name))
-        .filter(|c| {
-            let catalog = Securable::Catalog {
-                name: c.name.clone(),
-            };
-            access::visible(snapshot, &p.ctx.access.caller, &catalog)
-        })
-        .map(|c| vec![Some(c.name.clone())])
-        .collect();
-    Ok(PreparedInner::Rows(strings(&["catalog"], rows)?))
+    let catalogs = p.snapshot().catalogs.iter().map(|c| {
+        let securable = Securable::Catalog {
+            name: c.name.clone(),
+        };
+        (securable, c.name.as_str())
+    });
+    visible_names(p, "catalog", catalogs, like)
 }
 
 pub(crate) fn schemas(
@@ -37,28 +30,41 @@ pub(crate) fn schemas(
     catalog: Option<String>,
     like: Option<&str>,
 ) -> Result<PreparedInner, QueryError> {
-    let snapshot = p.snapshot();
     let catalog = catalog.unwrap_or_else(|| p.names.catalog.clone());
     access::require_exists(
-        snapshot,
+        p.snapshot(),
         &Securable::Catalog {
             name: catalog.clone(),
         },
     )?;
-    let rows = snapshot
+    let schemas = p
+        .snapshot()
         .schemas
         .iter()
-        .filter(|s| s.catalog == catalog && matches_like(like, &s.name))
-        .filter(|s| {
-            let schema = Securable::Schema {
+        .filter(|s| s.catalog == catalog)
+        .map(|s| {
+            let securable = Securable::Schema {
                 catalog: s.catalog.clone(),
                 name: s.name.clone(),
             };
-            access::visible(snapshot, &p.ctx.access.caller, &schema)
-        })
-        .map(|s| vec![Some(s.name.clone())])
+            (securable, s.name.as_str())
+        });
+    visible_names(p, "databaseName", schemas, like)
+}
+
+/// One column of the names that match the pattern and that the caller may see.
+fn visible_names<'s>(
+    p: &Preparing<'_>,
+    column: &str,
+    listed: impl Iterator<Item = (Securable, &'s str)>,
+    like: Option<&str>,
+) -> Result<PreparedInner, QueryError> {
+    let rows = listed
+        .filter(|(_, name)| matches_like(like, name))
+        .filter(|(securable, _)| access::visible(p.snapshot(), &p.ctx.access.caller, securable))
+        .map(|(_, name)| vec![Some(name.to_owned())])
         .collect();
-    Ok(PreparedInner::Rows(strings(&["databaseName"], rows)?))
+    Ok(PreparedInner::Rows(strings(&[column], rows)?))
 }
 
 pub(crate) fn tables(
