@@ -9,14 +9,9 @@
 
 use crate::engine::{CatalogWriter, Engine, SqlError};
 use backon::BackoffBuilder;
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use lakeward_common::assertion::{AssertionKey, IdentityClaims, IDENTITY_HEADER};
+use http::{Method, StatusCode};
+use lakeward_common::assertion::{AssertionKey, IdentityClaims};
 use lakeward_common::data::{
     CatalogChange, CatalogChangeRequest, CatalogChangeResponse, CatalogSnapshot, NewWarehouse,
     PolicySources, WarehouseList, WarehouseRecord, WarehouseUpdate, CATALOG_CHANGE_PATH,
@@ -28,6 +23,7 @@ use lakeward_common::internal::{
     RESOLVE_PRINCIPAL_PATH, STATE_VERSION_HEADER,
 };
 use lakeward_frame::backoff;
+use lakeward_frame::client::{ClientError, InternalClient, Limits, DEFAULT_MAX_RESPONSE_BYTES};
 use lakeward_policy::PolicyBundle;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -46,6 +42,34 @@ const POLICY_RECHECK: Duration = Duration::from_secs(1);
 /// The change feed's first wait after a failure, and its longest.
 const FEED_RETRY_FIRST: Duration = Duration::from_secs(1);
 const FEED_RETRY_LONGEST: Duration = Duration::from_secs(10);
+/// The largest answer read: a workspace's catalog snapshot is the big one, and the frame's
+/// default holds thousands of tables.
+const MAX_RESPONSE_BYTES: usize = DEFAULT_MAX_RESPONSE_BYTES;
+/// Retries of a call that may be repeated, within its deadline.
+const RETRIES: usize = 2;
+
+/// A call's deadline, and whether a POST may be repeated because it only reads.
+#[derive(Clone, Copy)]
+struct CallKind {
+    timeout: Duration,
+    reads_only: bool,
+}
+
+/// A call that changes (or may change) the control plane's state.
+const WRITE: CallKind = CallKind {
+    timeout: CALL_TIMEOUT,
+    reads_only: false,
+};
+/// A call that only reads.
+const READ: CallKind = CallKind {
+    timeout: CALL_TIMEOUT,
+    reads_only: true,
+};
+/// The change feed's long-poll.
+const LONG_POLL: CallKind = CallKind {
+    timeout: LONG_POLL_TIMEOUT,
+    reads_only: true,
+};
 
 /// The control plane as the runtime sees it.
 #[derive(Clone)]
@@ -54,8 +78,7 @@ pub struct ControlClient {
 }
 
 struct Inner {
-    http: Client<HttpConnector, Full<Bytes>>,
-    base: String,
+    http: InternalClient,
     key: AssertionKey,
     /// The account of the callers we serve, for the runtime's own assertions (background calls
     /// carry the last one seen).
@@ -80,13 +103,14 @@ struct PolicyCache {
 
 impl ControlClient {
     pub fn new(base: String, key: AssertionKey) -> Self {
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
+        let http = InternalClient::new(&base).with_limits(Limits {
+            timeout: CALL_TIMEOUT,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            retries: RETRIES,
+        });
         ControlClient {
             inner: Arc::new(Inner {
                 http,
-                base: base.trim_end_matches('/').to_owned(),
                 key,
                 account_id: Mutex::new(String::new()),
                 version: AtomicU64::new(0),
@@ -135,49 +159,46 @@ impl ControlClient {
         self.inner.snapshots.lock().remove(&workspace_id);
     }
 
+    /// One call of the data-plane API. Only calls whose repeat changes nothing are retried
+    /// (GETs, and `idempotent` POSTs that only read); the rest are retried only when no
+    /// connection was made, which the frame client decides.
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<&B>,
         request_id: &str,
-        timeout: Duration,
+        call: CallKind,
     ) -> Result<T, ApiError> {
-        let assertion = self
+        let idempotent = method == Method::GET || call.reads_only;
+        let mut request = self
             .inner
-            .key
-            .sign(IdentityClaims::runtime(&self.account_id(), request_id))
-            .map_err(|_| ApiError::internal())?;
-        let payload = match body {
-            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(|_| ApiError::internal())?),
-            None => Bytes::new(),
-        };
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path_and_query}", self.inner.base))
-            .header(IDENTITY_HEADER, assertion)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(payload))
-            .map_err(|_| ApiError::internal())?;
-        let response = tokio::time::timeout(timeout, async {
-            let response = self.inner.http.request(request).await?;
-            let (parts, body) = response.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, bytes))
-        })
-        .await;
-        let (parts, bytes) = match response {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(err)) => {
+            .http
+            .call(method, path_and_query)
+            .signed(
+                &self.inner.key,
+                IdentityClaims::runtime(&self.account_id(), request_id),
+            )
+            .timeout(call.timeout)
+            .idempotent(idempotent);
+        if let Some(body) = body {
+            request = request.json_body(body);
+        }
+        let reply = request.send().await.map_err(|err| match err {
+            ClientError::Transport(_) => {
                 tracing::warn!(error = %err, path = path_and_query, "control plane unreachable");
-                return Err(unavailable());
+                unavailable()
             }
-            Err(_) => {
+            ClientError::Timeout(_) => {
                 tracing::warn!(path = path_and_query, "control plane call timed out");
-                return Err(unavailable());
+                unavailable()
             }
-        };
-        if let Some(version) = parts
+            _ => {
+                tracing::error!(error = %err, path = path_and_query, "control plane call failed");
+                ApiError::internal()
+            }
+        })?;
+        if let Some(version) = reply
             .headers
             .get(STATE_VERSION_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -185,17 +206,17 @@ impl ControlClient {
         {
             self.observe_version(version);
         }
-        if parts.status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|err| {
+        if reply.status.is_success() {
+            return reply.json().map_err(|err| {
                 tracing::error!(error = %err, path = path_and_query, "control plane answer unreadable");
                 ApiError::internal()
             });
         }
-        Err(map_error(parts.status, &bytes))
+        Err(map_error(reply.status, &reply.body))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, request_id: &str) -> Result<T, ApiError> {
-        self.call::<(), T>(Method::GET, path, None, request_id, CALL_TIMEOUT)
+        self.call::<(), T>(Method::GET, path, None, request_id, READ)
             .await
     }
 
@@ -250,7 +271,7 @@ impl ControlClient {
             WAREHOUSES_PATH,
             Some(new),
             request_id,
-            CALL_TIMEOUT,
+            WRITE,
         )
         .await
     }
@@ -266,7 +287,7 @@ impl ControlClient {
             &format!("{WAREHOUSE_PATH_PREFIX}{id}"),
             Some(update),
             request_id,
-            CALL_TIMEOUT,
+            WRITE,
         )
         .await
     }
@@ -351,7 +372,7 @@ impl ControlClient {
                 CATALOG_CHANGE_PATH,
                 Some(&request),
                 request_id,
-                CALL_TIMEOUT,
+                WRITE,
             )
             .await;
         self.invalidate_catalog(workspace_id);
@@ -443,7 +464,7 @@ impl ControlClient {
                     user_name: user_name.to_owned(),
                 }),
                 request_id,
-                CALL_TIMEOUT,
+                READ,
             )
             .await
             .map_err(|err| match err.code {
@@ -474,7 +495,7 @@ impl ControlClient {
                     &format!("{CHANGES_PATH}?after={after}"),
                     None,
                     "runtime-change-feed",
-                    LONG_POLL_TIMEOUT,
+                    LONG_POLL,
                 )
                 .await;
             match result {
