@@ -266,14 +266,8 @@ impl ControlClient {
         new: &NewWarehouse,
         request_id: &str,
     ) -> Result<WarehouseRecord, ApiError> {
-        self.call(
-            Method::POST,
-            WAREHOUSES_PATH,
-            Some(new),
-            request_id,
-            WRITE,
-        )
-        .await
+        self.call(Method::POST, WAREHOUSES_PATH, Some(new), request_id, WRITE)
+            .await
     }
 
     pub async fn update_warehouse(
@@ -660,6 +654,65 @@ mod tests {
         assert_eq!(
             sql_error_of(ApiError::invalid_parameter("x")).error_code,
             "BAD_REQUEST"
+        );
+    }
+
+    /// A control plane that answers every call 503 at state version 7, counting the calls.
+    async fn unavailable_control_plane() -> (ControlClient, Arc<std::sync::atomic::AtomicUsize>) {
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(STATE_VERSION_HEADER, "7")],
+                    r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"busy"}"#,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let key = AssertionKey::new(lakeward_common::assertion::Audience::DataPlane, b"test");
+        (ControlClient::new(format!("http://{addr}"), key), hits)
+    }
+
+    #[tokio::test]
+    async fn only_calls_that_may_be_repeated_are_retried() {
+        let (client, hits) = unavailable_control_plane().await;
+        let change = serde_json::json!({"workspace_id": 1});
+        let err = client
+            .call::<_, serde_json::Value>(
+                Method::POST,
+                CATALOG_CHANGE_PATH,
+                Some(&change),
+                "r",
+                WRITE,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a catalog change is sent once"
+        );
+        assert_eq!(
+            client.version(),
+            7,
+            "the version is read from error replies too"
+        );
+
+        let err = client
+            .get::<serde_json::Value>(CATALOG_PATH, "r")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2 + RETRIES,
+            "a read is retried"
         );
     }
 
