@@ -24,6 +24,9 @@ pub enum ErrorCode {
     UriTooLong,
     HeadersTooLarge,
     RequestLimitExceeded,
+    /// A per-caller or per-resource bound is reached (429, Databricks' `RESOURCE_EXHAUSTED`):
+    /// unlike a rate limit, it lifts once some of the caller's own work is done.
+    ResourceExhausted,
     NotImplemented,
     TemporarilyUnavailable,
     BadGateway,
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::UriTooLong => "URI_TOO_LONG",
             ErrorCode::HeadersTooLarge => "REQUEST_HEADER_FIELDS_TOO_LARGE",
             ErrorCode::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
+            ErrorCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
             ErrorCode::NotImplemented => "NOT_IMPLEMENTED",
             ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorCode::BadGateway => "BAD_GATEWAY",
@@ -75,7 +79,9 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UriTooLong => StatusCode::URI_TOO_LONG,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ErrorCode::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RequestLimitExceeded | ErrorCode::ResourceExhausted => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ErrorCode::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,

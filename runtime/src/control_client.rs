@@ -9,14 +9,9 @@
 
 use crate::engine::{CatalogWriter, Engine, SqlError};
 use backon::BackoffBuilder;
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use lakeward_common::assertion::{AssertionKey, IdentityClaims, IDENTITY_HEADER};
+use http::{Method, StatusCode};
+use lakeward_common::assertion::{AssertionKey, IdentityClaims};
 use lakeward_common::data::{
     CatalogChange, CatalogChangeRequest, CatalogChangeResponse, CatalogSnapshot, NewWarehouse,
     PolicySources, WarehouseList, WarehouseRecord, WarehouseUpdate, CATALOG_CHANGE_PATH,
@@ -28,6 +23,7 @@ use lakeward_common::internal::{
     RESOLVE_PRINCIPAL_PATH, STATE_VERSION_HEADER,
 };
 use lakeward_frame::backoff;
+use lakeward_frame::client::{ClientError, InternalClient, Limits, DEFAULT_MAX_RESPONSE_BYTES};
 use lakeward_policy::PolicyBundle;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -46,6 +42,34 @@ const POLICY_RECHECK: Duration = Duration::from_secs(1);
 /// The change feed's first wait after a failure, and its longest.
 const FEED_RETRY_FIRST: Duration = Duration::from_secs(1);
 const FEED_RETRY_LONGEST: Duration = Duration::from_secs(10);
+/// The largest answer read: a workspace's catalog snapshot is the big one, and the frame's
+/// default holds thousands of tables.
+const MAX_RESPONSE_BYTES: usize = DEFAULT_MAX_RESPONSE_BYTES;
+/// Retries of a call that may be repeated, within its deadline.
+const RETRIES: usize = 2;
+
+/// A call's deadline, and whether a POST may be repeated because it only reads.
+#[derive(Clone, Copy)]
+struct CallKind {
+    timeout: Duration,
+    reads_only: bool,
+}
+
+/// A call that changes (or may change) the control plane's state.
+const WRITE: CallKind = CallKind {
+    timeout: CALL_TIMEOUT,
+    reads_only: false,
+};
+/// A call that only reads.
+const READ: CallKind = CallKind {
+    timeout: CALL_TIMEOUT,
+    reads_only: true,
+};
+/// The change feed's long-poll.
+const LONG_POLL: CallKind = CallKind {
+    timeout: LONG_POLL_TIMEOUT,
+    reads_only: true,
+};
 
 /// The control plane as the runtime sees it.
 #[derive(Clone)]
@@ -54,8 +78,7 @@ pub struct ControlClient {
 }
 
 struct Inner {
-    http: Client<HttpConnector, Full<Bytes>>,
-    base: String,
+    http: InternalClient,
     key: AssertionKey,
     /// The account of the callers we serve, for the runtime's own assertions (background calls
     /// carry the last one seen).
@@ -80,13 +103,14 @@ struct PolicyCache {
 
 impl ControlClient {
     pub fn new(base: String, key: AssertionKey) -> Self {
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build_http();
+        let http = InternalClient::new(&base).with_limits(Limits {
+            timeout: CALL_TIMEOUT,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            retries: RETRIES,
+        });
         ControlClient {
             inner: Arc::new(Inner {
                 http,
-                base: base.trim_end_matches('/').to_owned(),
                 key,
                 account_id: Mutex::new(String::new()),
                 version: AtomicU64::new(0),
@@ -135,49 +159,46 @@ impl ControlClient {
         self.inner.snapshots.lock().remove(&workspace_id);
     }
 
+    /// One call of the data-plane API. Only calls whose repeat changes nothing are retried
+    /// (GETs, and `idempotent` POSTs that only read); the rest are retried only when no
+    /// connection was made, which the frame client decides.
     async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path_and_query: &str,
         body: Option<&B>,
         request_id: &str,
-        timeout: Duration,
+        call: CallKind,
     ) -> Result<T, ApiError> {
-        let assertion = self
+        let idempotent = method == Method::GET || call.reads_only;
+        let mut request = self
             .inner
-            .key
-            .sign(IdentityClaims::runtime(&self.account_id(), request_id))
-            .map_err(|_| ApiError::internal())?;
-        let payload = match body {
-            Some(body) => Bytes::from(serde_json::to_vec(body).map_err(|_| ApiError::internal())?),
-            None => Bytes::new(),
-        };
-        let request = Request::builder()
-            .method(method)
-            .uri(format!("{}{path_and_query}", self.inner.base))
-            .header(IDENTITY_HEADER, assertion)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(payload))
-            .map_err(|_| ApiError::internal())?;
-        let response = tokio::time::timeout(timeout, async {
-            let response = self.inner.http.request(request).await?;
-            let (parts, body) = response.into_parts();
-            let bytes = body.collect().await?.to_bytes();
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((parts, bytes))
-        })
-        .await;
-        let (parts, bytes) = match response {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(err)) => {
+            .http
+            .call(method, path_and_query)
+            .signed(
+                &self.inner.key,
+                IdentityClaims::runtime(&self.account_id(), request_id),
+            )
+            .timeout(call.timeout)
+            .idempotent(idempotent);
+        if let Some(body) = body {
+            request = request.json_body(body);
+        }
+        let reply = request.send().await.map_err(|err| match err {
+            ClientError::Transport(_) => {
                 tracing::warn!(error = %err, path = path_and_query, "control plane unreachable");
-                return Err(unavailable());
+                unavailable()
             }
-            Err(_) => {
+            ClientError::Timeout(_) => {
                 tracing::warn!(path = path_and_query, "control plane call timed out");
-                return Err(unavailable());
+                unavailable()
             }
-        };
-        if let Some(version) = parts
+            _ => {
+                tracing::error!(error = %err, path = path_and_query, "control plane call failed");
+                ApiError::internal()
+            }
+        })?;
+        if let Some(version) = reply
             .headers
             .get(STATE_VERSION_HEADER)
             .and_then(|v| v.to_str().ok())
@@ -185,17 +206,17 @@ impl ControlClient {
         {
             self.observe_version(version);
         }
-        if parts.status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|err| {
+        if reply.status.is_success() {
+            return reply.json().map_err(|err| {
                 tracing::error!(error = %err, path = path_and_query, "control plane answer unreadable");
                 ApiError::internal()
             });
         }
-        Err(map_error(parts.status, &bytes))
+        Err(map_error(reply.status, &reply.body))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str, request_id: &str) -> Result<T, ApiError> {
-        self.call::<(), T>(Method::GET, path, None, request_id, CALL_TIMEOUT)
+        self.call::<(), T>(Method::GET, path, None, request_id, READ)
             .await
     }
 
@@ -245,14 +266,8 @@ impl ControlClient {
         new: &NewWarehouse,
         request_id: &str,
     ) -> Result<WarehouseRecord, ApiError> {
-        self.call(
-            Method::POST,
-            WAREHOUSES_PATH,
-            Some(new),
-            request_id,
-            CALL_TIMEOUT,
-        )
-        .await
+        self.call(Method::POST, WAREHOUSES_PATH, Some(new), request_id, WRITE)
+            .await
     }
 
     pub async fn update_warehouse(
@@ -266,7 +281,7 @@ impl ControlClient {
             &format!("{WAREHOUSE_PATH_PREFIX}{id}"),
             Some(update),
             request_id,
-            CALL_TIMEOUT,
+            WRITE,
         )
         .await
     }
@@ -351,7 +366,7 @@ impl ControlClient {
                 CATALOG_CHANGE_PATH,
                 Some(&request),
                 request_id,
-                CALL_TIMEOUT,
+                WRITE,
             )
             .await;
         self.invalidate_catalog(workspace_id);
@@ -443,7 +458,7 @@ impl ControlClient {
                     user_name: user_name.to_owned(),
                 }),
                 request_id,
-                CALL_TIMEOUT,
+                READ,
             )
             .await
             .map_err(|err| match err.code {
@@ -474,7 +489,7 @@ impl ControlClient {
                     &format!("{CHANGES_PATH}?after={after}"),
                     None,
                     "runtime-change-feed",
-                    LONG_POLL_TIMEOUT,
+                    LONG_POLL,
                 )
                 .await;
             match result {
@@ -639,6 +654,65 @@ mod tests {
         assert_eq!(
             sql_error_of(ApiError::invalid_parameter("x")).error_code,
             "BAD_REQUEST"
+        );
+    }
+
+    /// A control plane that answers every call 503 at state version 7, counting the calls.
+    async fn unavailable_control_plane() -> (ControlClient, Arc<std::sync::atomic::AtomicUsize>) {
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(STATE_VERSION_HEADER, "7")],
+                    r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"busy"}"#,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let key = AssertionKey::new(lakeward_common::assertion::Audience::DataPlane, b"test");
+        (ControlClient::new(format!("http://{addr}"), key), hits)
+    }
+
+    #[tokio::test]
+    async fn only_calls_that_may_be_repeated_are_retried() {
+        let (client, hits) = unavailable_control_plane().await;
+        let change = serde_json::json!({"workspace_id": 1});
+        let err = client
+            .call::<_, serde_json::Value>(
+                Method::POST,
+                CATALOG_CHANGE_PATH,
+                Some(&change),
+                "r",
+                WRITE,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a catalog change is sent once"
+        );
+        assert_eq!(
+            client.version(),
+            7,
+            "the version is read from error replies too"
+        );
+
+        let err = client
+            .get::<serde_json::Value>(CATALOG_PATH, "r")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::TemporarilyUnavailable);
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            2 + RETRIES,
+            "a read is retried"
         );
     }
 

@@ -68,10 +68,9 @@ impl ServiceError {
         }
     }
 
-    /// The shared error code; `None` for `RESOURCE_EXHAUSTED`, which `ErrorCode` (shared with
-    /// the gateway) lacks.
-    pub fn code(&self) -> Option<ErrorCode> {
-        let code = match self {
+    /// The shared error code, which decides the status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
             ServiceError::Unauthenticated(_) => ErrorCode::Unauthenticated,
             ServiceError::InvalidParameter { .. } => ErrorCode::InvalidParameterValue,
             ServiceError::Malformed(_) => ErrorCode::MalformedRequest,
@@ -83,11 +82,10 @@ impl ServiceError {
             ServiceError::EndpointNotFound(_) => ErrorCode::EndpointNotFound,
             ServiceError::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             ServiceError::Aborted(_) => ErrorCode::Aborted,
-            ServiceError::ResourceExhausted(_) => return None,
+            ServiceError::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             ServiceError::Unavailable(_) => ErrorCode::TemporarilyUnavailable,
             ServiceError::Internal => ErrorCode::InternalError,
-        };
-        Some(code)
+        }
     }
 
     /// The status, the `error_code` and the message the client gets.
@@ -108,11 +106,8 @@ impl ServiceError {
             | ServiceError::ResourceExhausted(m)
             | ServiceError::Unavailable(m) => m.as_str(),
         };
-        match self.code() {
-            Some(code) => (code.status(), code.as_str(), message),
-            // Databricks' own code and status for it.
-            None => (StatusCode::TOO_MANY_REQUESTS, "RESOURCE_EXHAUSTED", message),
-        }
+        let code = self.code();
+        (code.status(), code.as_str(), message)
     }
 
     /// The message the caller sees.
@@ -142,7 +137,9 @@ impl From<ApiError> for ServiceError {
             ErrorCode::EndpointNotFound => ServiceError::EndpointNotFound(message),
             ErrorCode::ResourceAlreadyExists => ServiceError::AlreadyExists(message),
             ErrorCode::Aborted => ServiceError::Aborted(message),
-            ErrorCode::RequestLimitExceeded => ServiceError::ResourceExhausted(message),
+            ErrorCode::RequestLimitExceeded | ErrorCode::ResourceExhausted => {
+                ServiceError::ResourceExhausted(message)
+            }
             ErrorCode::TemporarilyUnavailable
             | ErrorCode::BadGateway
             | ErrorCode::DeadlineExceeded

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lakeward_common::assertion::IdentityClaims;
-use lakeward_common::error::{ApiError, ErrorBody};
+use lakeward_common::error::ApiError;
 use lakeward_frame::server::{error_response, parse_object, Verified};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -20,26 +20,14 @@ use std::sync::Arc;
 
 impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
-        let (status, code, message) = self.parts();
+        let (_, code, message) = self.parts();
         match &self {
             ServiceError::Internal => tracing::error!("request failed with an internal error"),
             ServiceError::Unavailable(m) => tracing::warn!(message = %m, "unavailable"),
             // The code only: messages can quote request fields.
             _ => tracing::debug!(code, "request refused"),
         }
-        match self.code() {
-            Some(code) => error_response(&ApiError::new(code, message)),
-            // `RESOURCE_EXHAUSTED` is Databricks' code for a 429, and `ErrorCode`, shared
-            // with the gateway, has none: written here in the same shape.
-            None => {
-                let body = ErrorBody {
-                    error_code: code.to_owned(),
-                    message: message.to_owned(),
-                };
-                let body = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-                json_bytes_response(status, Bytes::from(body))
-            }
-        }
+        error_response(&ApiError::new(self.code(), message))
     }
 }
 
@@ -139,6 +127,7 @@ pub(crate) fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lakeward_common::error::ErrorBody;
     use serde::Deserialize;
 
     #[derive(Debug, Deserialize, Default)]
