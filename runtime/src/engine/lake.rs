@@ -171,51 +171,7 @@ impl Lake {
                 area
             ))
         };
-        let relative: String = if let Some(rest) = given.strip_prefix("s3://") {
-            let Root::S3 { bucket, prefix } = &self.root else {
-                return Err(outside());
-            };
-            let (b, key) = rest.split_once('/').unwrap_or((rest, ""));
-            if b != bucket {
-                return Err(outside());
-            }
-            strip_dir_prefix(key, prefix).ok_or_else(outside)?
-        } else if given.contains("://") && !given.starts_with("file://") {
-            return Err(outside());
-        } else {
-            let path = given.strip_prefix("file://").unwrap_or(given);
-            if path.starts_with('/') {
-                let Root::Local {
-                    canonical,
-                    configured,
-                } = &self.root
-                else {
-                    return Err(outside());
-                };
-                let normalized = normalize(path).ok_or_else(outside)?;
-                let absolute = format!("/{normalized}");
-                [canonical, configured]
-                    .iter()
-                    .filter_map(|root| {
-                        let root = normalize(&root.to_string_lossy())?;
-                        strip_dir_prefix(absolute.trim_start_matches('/'), &root)
-                    })
-                    .next()
-                    .map(|rest| {
-                        if path.ends_with('/') && !rest.is_empty() {
-                            format!("{rest}/")
-                        } else {
-                            rest
-                        }
-                    })
-                    .ok_or_else(outside)?
-            } else {
-                if path.is_empty() {
-                    return Err(outside());
-                }
-                format!("{area}{path}")
-            }
-        };
+        let relative = self.relative_to_root(&area, given).ok_or_else(outside)?;
         let directory = relative.ends_with('/');
         let normalized = normalize(&relative).ok_or_else(outside)?;
         let Some(inner) = strip_dir_prefix(&normalized, &area) else {
@@ -242,6 +198,47 @@ impl Lake {
             format!("{normalized}/")
         } else {
             normalized
+        })
+    }
+
+    /// A `LOCATION` as a path relative to the lake's root (not yet normalized), or `None` when
+    /// it names another store, another bucket or prefix, or a directory outside the root.
+    /// Relative paths are relative to `area`.
+    fn relative_to_root(&self, area: &str, given: &str) -> Option<String> {
+        if let Some(rest) = given.strip_prefix("s3://") {
+            let Root::S3 { bucket, prefix } = &self.root else {
+                return None;
+            };
+            let (b, key) = rest.split_once('/').unwrap_or((rest, ""));
+            return if b == bucket {
+                strip_dir_prefix(key, prefix)
+            } else {
+                None
+            };
+        }
+        if given.contains("://") && !given.starts_with("file://") {
+            return None;
+        }
+        let path = given.strip_prefix("file://").unwrap_or(given);
+        if !path.starts_with('/') {
+            return (!path.is_empty()).then(|| format!("{area}{path}"));
+        }
+        let Root::Local {
+            canonical,
+            configured,
+        } = &self.root
+        else {
+            return None;
+        };
+        let absolute = normalize(path)?;
+        let rest = [canonical, configured].iter().find_map(|root| {
+            let root = normalize(&root.to_string_lossy())?;
+            strip_dir_prefix(&absolute, &root)
+        })?;
+        Some(if path.ends_with('/') && !rest.is_empty() {
+            format!("{rest}/")
+        } else {
+            rest
         })
     }
 

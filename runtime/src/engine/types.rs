@@ -149,67 +149,76 @@ impl TypeParser {
                 }
                 DataType::Utf8
             }
-            "DECIMAL" | "DEC" | "NUMERIC" => {
-                let (mut precision, mut scale) = (10u32, 0u32);
-                if self.eat('(') {
-                    precision = self.number()?;
-                    if self.eat(',') {
-                        scale = self.number()?;
-                    }
-                    self.expect(')')?;
-                }
-                if precision == 0 || precision > 38 || scale > precision {
-                    return Err(format!("invalid decimal({precision},{scale})"));
-                }
-                let p = u8::try_from(precision).map_err(|_| "decimal precision".to_owned())?;
-                let s = i8::try_from(scale).map_err(|_| "decimal scale".to_owned())?;
-                DataType::Decimal128(p, s)
-            }
+            "DECIMAL" | "DEC" | "NUMERIC" => self.decimal()?,
             "ARRAY" => {
                 self.expect('<')?;
                 let element = self.data_type()?;
                 self.expect('>')?;
                 DataType::List(Arc::new(Field::new("element", element, true)))
             }
-            "MAP" => {
-                self.expect('<')?;
-                let key = self.data_type()?;
-                self.expect(',')?;
-                let value = self.data_type()?;
-                self.expect('>')?;
-                let entries = Field::new(
-                    "entries",
-                    DataType::Struct(Fields::from(vec![
-                        Field::new("key", key, false),
-                        Field::new("value", value, true),
-                    ])),
-                    false,
-                );
-                DataType::Map(Arc::new(entries), false)
-            }
-            "STRUCT" => {
-                self.expect('<')?;
-                let mut fields = Vec::new();
-                if !self.eat('>') {
-                    loop {
-                        let name = self.word();
-                        if name.is_empty() {
-                            return Err("expected a field name in struct".into());
-                        }
-                        self.expect(':')?;
-                        let ty = self.data_type()?;
-                        fields.push(Field::new(name, ty, true));
-                        if self.eat('>') {
-                            break;
-                        }
-                        self.expect(',')?;
-                    }
-                }
-                DataType::Struct(Fields::from(fields))
-            }
+            "MAP" => self.map()?,
+            "STRUCT" => self.struct_type()?,
             other => return Err(format!("unsupported data type `{other}`")),
         };
         Ok(simple)
+    }
+
+    /// `DECIMAL`, `DECIMAL(p)` or `DECIMAL(p, s)`, after the name.
+    fn decimal(&mut self) -> Result<DataType, String> {
+        let (mut precision, mut scale) = (10u32, 0u32);
+        if self.eat('(') {
+            precision = self.number()?;
+            if self.eat(',') {
+                scale = self.number()?;
+            }
+            self.expect(')')?;
+        }
+        if precision == 0 || precision > 38 || scale > precision {
+            return Err(format!("invalid decimal({precision},{scale})"));
+        }
+        let p = u8::try_from(precision).map_err(|_| "decimal precision".to_owned())?;
+        let s = i8::try_from(scale).map_err(|_| "decimal scale".to_owned())?;
+        Ok(DataType::Decimal128(p, s))
+    }
+
+    /// `<key, value>` after `MAP`.
+    fn map(&mut self) -> Result<DataType, String> {
+        self.expect('<')?;
+        let key = self.data_type()?;
+        self.expect(',')?;
+        let value = self.data_type()?;
+        self.expect('>')?;
+        let entries = Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("key", key, false),
+                Field::new("value", value, true),
+            ])),
+            false,
+        );
+        Ok(DataType::Map(Arc::new(entries), false))
+    }
+
+    /// `<name: TYPE, ...>` after `STRUCT`.
+    fn struct_type(&mut self) -> Result<DataType, String> {
+        self.expect('<')?;
+        let mut fields = Vec::new();
+        if !self.eat('>') {
+            loop {
+                let name = self.word();
+                if name.is_empty() {
+                    return Err("expected a field name in struct".into());
+                }
+                self.expect(':')?;
+                let ty = self.data_type()?;
+                fields.push(Field::new(name, ty, true));
+                if self.eat('>') {
+                    break;
+                }
+                self.expect(',')?;
+            }
+        }
+        Ok(DataType::Struct(Fields::from(fields)))
     }
 }
 
