@@ -1,17 +1,17 @@
 //! The client of the control plane's internal API (`lakeward_common::internal`): snapshot,
 //! token and principal resolution, the change long-poll and readiness. Every call carries a
-//! gateway assertion for the control audience.
+//! gateway assertion for the control audience, and goes through the services' one internal
+//! client (`lakeward_frame::client`), which bounds its time and the bytes it reads.
 
-use crate::upstream::{self, HttpClient, UpstreamBase, UpstreamError};
-use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use lakeward_common::assertion::{AssertionKey, IdentityClaims, IDENTITY_HEADER};
+use http::header::HeaderName;
+use http::{Method, StatusCode};
+use lakeward_common::assertion::{AssertionKey, IdentityClaims};
 use lakeward_common::internal::{
     ChangesResponse, GatewaySnapshot, PrincipalRecord, ResolvePrincipalRequest,
     ResolveTokenRequest, ResolvedToken, CHANGES_PATH, READY_PATH, RESOLVE_PRINCIPAL_PATH,
     RESOLVE_TOKEN_PATH, SNAPSHOT_PATH,
 };
+use lakeward_frame::client::{ClientError, InternalClient, Limits};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -20,34 +20,38 @@ use std::time::Duration;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The change long-poll answers within about 25 s; allow some slack.
 const CHANGES_TIMEOUT: Duration = Duration::from_secs(35);
+/// How long the readiness probe waits.
+const READY_TIMEOUT: Duration = Duration::from_secs(1);
 /// The largest internal response read (a snapshot with many workspaces and lists).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why a control-plane call failed. Callers fail closed on every variant.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ControlError {
-    #[error(transparent)]
-    Upstream(#[from] UpstreamError),
+    #[error("control plane call failed: {0}")]
+    Call(#[from] ClientError),
     #[error("control plane answered {0}")]
     Status(StatusCode),
-    #[error("control plane answer unreadable: {0}")]
-    Decode(String),
-    #[error("assertion could not be signed")]
-    Signing,
     #[error("snapshot still older than the state version announced")]
     Stale,
 }
 
 /// The internal-API client.
 pub(crate) struct ControlClient {
-    client: HttpClient,
-    base: UpstreamBase,
+    http: InternalClient,
     key: AssertionKey,
 }
 
 impl ControlClient {
-    pub(crate) fn new(client: HttpClient, base: UpstreamBase, key: AssertionKey) -> Self {
-        ControlClient { client, base, key }
+    pub(crate) fn new(base_url: &str, key: AssertionKey) -> Self {
+        // No retries here: the state loop retries with its own backoff, and a token lookup
+        // that cannot be answered at once fails closed (503) rather than holding the request.
+        let http = InternalClient::new(base_url.trim_end_matches('/')).with_limits(Limits {
+            timeout: CALL_TIMEOUT,
+            max_response_bytes: MAX_RESPONSE_BYTES,
+            retries: 0,
+        });
+        ControlClient { http, key }
     }
 
     /// `GET` [`SNAPSHOT_PATH`].
@@ -108,47 +112,31 @@ impl ControlClient {
 
     /// Whether [`READY_PATH`] answers 200.
     pub(crate) async fn ready(&self, account_id: &str) -> bool {
-        let Ok(req) = self.request::<()>(Method::GET, READY_PATH, None, account_id) else {
-            return false;
-        };
         matches!(
-            upstream::send(&self.client, req, Duration::from_secs(1)).await,
-            Ok(resp) if resp.status() == StatusCode::OK
+            self.send::<()>(Method::GET, READY_PATH, None, account_id, READY_TIMEOUT).await,
+            Ok(reply) if reply.status == StatusCode::OK
         )
     }
 
-    fn request<B: Serialize>(
+    async fn send<B: Serialize>(
         &self,
         method: Method,
         path: &str,
         body: Option<&B>,
         account_id: &str,
-    ) -> Result<Request<Full<Bytes>>, ControlError> {
+        timeout: Duration,
+    ) -> Result<lakeward_frame::client::Reply, ClientError> {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let assertion = self
-            .key
-            .sign(IdentityClaims::gateway(account_id, &request_id))
-            .map_err(|_| ControlError::Signing)?;
-        let uri = self
-            .base
-            .uri(path)
-            .map_err(|e| ControlError::Decode(e.to_string()))?;
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(IDENTITY_HEADER, assertion)
-            .header("x-request-id", request_id)
-            .header(header::ACCEPT, "application/json");
-        let bytes = match body {
-            Some(body) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                serde_json::to_vec(body).map_err(|e| ControlError::Decode(e.to_string()))?
-            }
-            None => Vec::new(),
-        };
-        builder
-            .body(Full::new(Bytes::from(bytes)))
-            .map_err(|e| ControlError::Decode(e.to_string()))
+        let mut call = self
+            .http
+            .call(method, path)
+            .header(HeaderName::from_static("x-request-id"), &request_id)
+            .signed(&self.key, IdentityClaims::gateway(account_id, &request_id))
+            .timeout(timeout);
+        if let Some(body) = body {
+            call = call.json_body(body);
+        }
+        call.send().await
     }
 
     /// One call: 200 → `Some(json)`, 404 → `None`, anything else an error.
@@ -160,23 +148,11 @@ impl ControlClient {
         account_id: &str,
         timeout: Duration,
     ) -> Result<Option<T>, ControlError> {
-        let req = self.request(method, path, body, account_id)?;
-        let response = upstream::send(&self.client, req, timeout).await?;
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
+        let reply = self.send(method, path, body, account_id, timeout).await?;
+        match reply.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => Ok(Some(reply.json()?)),
+            status => Err(ControlError::Status(status)),
         }
-        if status != StatusCode::OK {
-            return Err(ControlError::Status(status));
-        }
-        let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES);
-        let bytes = tokio::time::timeout(timeout, body.collect())
-            .await
-            .map_err(|_| ControlError::Upstream(UpstreamError::Timeout(timeout)))?
-            .map_err(|e| ControlError::Decode(e.to_string()))?
-            .to_bytes();
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ControlError::Decode(e.to_string()))
     }
 }

@@ -107,7 +107,7 @@ impl Gateway {
             None => None,
         };
         let state = ControlState::new(
-            ControlClient::new(client.clone(), control_base.clone(), control_key.clone()),
+            ControlClient::new(&deps.control_url, control_key.clone()),
             Duration::from_secs(config.auth_cache_ttl_secs),
             config.default_workspace_id,
             metrics.snapshot_version.clone(),
