@@ -3,7 +3,7 @@
 
 use super::statement::Statement;
 use super::{SamplesState, Scheduler, StatementState};
-use crate::engine::{Prepared, SqlError};
+use crate::engine::{query_error, Prepared, SqlError};
 use crate::results::{ResultBuilder, ResultFormat, ResultLimits, ResultSet};
 use futures::StreamExt;
 use std::sync::Arc;
@@ -247,7 +247,7 @@ async fn run(
     let mut stream = prepared.run().await?;
     let mut builder = ResultBuilder::new(stream.schema(), format, limits, &statement_id);
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(datafusion_error)?;
+        let batch = batch.map_err(query_error)?;
         if !builder.push(&batch)? {
             break;
         }
@@ -271,38 +271,17 @@ fn render_result(result: &ResultSet) -> Arc<str> {
     Arc::from(tail)
 }
 
-/// A failure while the statement ran, as its `FAILED` status.
-pub(super) fn datafusion_error(err: datafusion::error::DataFusionError) -> SqlError {
-    use datafusion::error::DataFusionError as E;
-    let root = err.find_root();
-    match root {
-        E::ResourcesExhausted(message) => SqlError::new(
-            "RESOURCE_EXHAUSTED",
-            format!("the statement ran out of memory on this warehouse: {message}"),
-        ),
-        E::IoError(_) | E::ObjectStore(_) | E::ParquetError(_) => {
-            tracing::warn!(error = %root, "statement failed reading the lake");
-            SqlError::new("IO_ERROR", "reading the table's data failed")
-        }
-        E::Internal(_) => {
-            tracing::error!(error = %root, "statement failed inside the engine");
-            SqlError::new("INTERNAL_ERROR", "the statement failed inside the engine")
-        }
-        other => SqlError::new("BAD_REQUEST", other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn memory_exhaustion_is_resource_exhausted() {
-        let err = datafusion_error(datafusion::error::DataFusionError::ResourcesExhausted(
+        let err = query_error(datafusion::error::DataFusionError::ResourcesExhausted(
             "pool full".into(),
         ));
         assert_eq!(err.error_code, "RESOURCE_EXHAUSTED");
-        let err = datafusion_error(datafusion::error::DataFusionError::Context(
+        let err = query_error(datafusion::error::DataFusionError::Context(
             "ctx".into(),
             Box::new(datafusion::error::DataFusionError::ResourcesExhausted(
                 "x".into(),
