@@ -1,8 +1,9 @@
-//! The Statement Execution API: validation, results and errors, polling and chunks, cancel, and
-//! a stopped warehouse starting for a statement.
+//! The Statement Execution API: validation, results and errors, polling and chunks, cancel, a
+//! stopped warehouse starting for a statement, and the bounds on what one caller may hold.
 
-use super::stack::{run, start, test_config};
+use super::stack::{run, start, test_config, ADMIN, ALICE};
 use lakeward_common::data::TOUCHED_HEADER;
+use lakeward_runtime::Config;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -258,5 +259,92 @@ fn a_stopped_warehouse_starts_for_a_statement() {
         assert_eq!(r.body["status"]["state"], "SUCCEEDED", "{}", r.body);
         h.wait_state("alice@x.com", &wh, "RUNNING").await;
         assert!(r.headers.get(TOUCHED_HEADER).is_none());
+    });
+}
+
+// ---- bounds ----
+
+/// A statement that runs until cancelled.
+const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 100000000) a \
+                       CROSS JOIN generate_series(1, 100000000) b";
+
+#[test]
+fn a_caller_past_its_live_statements_is_refused_and_others_are_not() {
+    run(async {
+        let h = start(Config {
+            max_live_statements_per_caller: 1,
+            ..test_config()
+        })
+        .await;
+        let wh = h.create_warehouse(ALICE, "wh", 0).await;
+        let first = h
+            .execute(
+                ALICE,
+                json!({"statement": ENDLESS, "warehouse_id": wh, "wait_timeout": "0s"}),
+            )
+            .await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let first = first.body["statement_id"].as_str().unwrap().to_owned();
+
+        let refused = h
+            .execute(
+                ALICE,
+                json!({"statement": "SELECT 1 AS x", "warehouse_id": wh, "wait_timeout": "0s"}),
+            )
+            .await;
+        assert_eq!(refused.status, 429, "{}", refused.body);
+        assert_eq!(
+            refused.body["error_code"], "RESOURCE_EXHAUSTED",
+            "{}",
+            refused.body
+        );
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("pending or running"),
+            "{}",
+            refused.body
+        );
+
+        // The bound is the caller's: another caller on the same warehouse is still served
+        // (its statement may wait for Alice's to free the warehouse's slot).
+        let other = h
+            .execute(
+                ADMIN,
+                json!({"statement": "SELECT 2 AS y", "warehouse_id": wh, "wait_timeout": "0s"}),
+            )
+            .await;
+        assert_eq!(other.status, 200, "{}", other.body);
+        let other = other.body["statement_id"].as_str().unwrap().to_owned();
+
+        let cancel = h
+            .call(
+                ALICE,
+                "POST",
+                &format!("/api/2.0/sql/statements/{first}/cancel"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(cancel.status, 200, "{}", cancel.body);
+        let done = h
+            .poll_until_done(ALICE, &first, Duration::from_secs(10))
+            .await;
+        assert_eq!(done["status"]["state"], "CANCELED", "{done}");
+
+        // Once her statement has ended, Alice is served again.
+        let again = h
+            .execute(
+                ALICE,
+                json!({"statement": "SELECT 3 AS z", "warehouse_id": wh, "wait_timeout": "10s"}),
+            )
+            .await;
+        assert_eq!(again.status, 200, "{}", again.body);
+        assert_eq!(again.body["status"]["state"], "SUCCEEDED", "{}", again.body);
+        assert_eq!(again.body["result"]["data_array"], json!([["3"]]));
+        let other = h
+            .poll_until_done(ADMIN, &other, Duration::from_secs(10))
+            .await;
+        assert_eq!(other["status"]["state"], "SUCCEEDED", "{other}");
     });
 }
