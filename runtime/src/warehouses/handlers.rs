@@ -61,6 +61,21 @@ pub(crate) fn endpoint_info(record: &WarehouseRecord, active: usize, host: &str)
     Value::Object(out)
 }
 
+/// The warehouse `id` of the caller's workspace, if the caller holds `level` on it.
+async fn permitted(
+    shared: &Shared,
+    ctx: &CallerCtx,
+    id: &str,
+    level: &str,
+) -> Result<WarehouseRecord, ServiceError> {
+    let record = shared
+        .control
+        .get_warehouse(ctx.workspace_id, id, ctx.request_id())
+        .await?;
+    require(ctx, &record, level)?;
+    Ok(record)
+}
+
 pub(crate) async fn list(
     State(shared): State<Arc<Shared>>,
     Caller(ctx): Caller,
@@ -89,11 +104,7 @@ pub(crate) async fn get(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Handled {
-    let record = shared
-        .control
-        .get_warehouse(ctx.workspace_id, &id, ctx.request_id())
-        .await?;
-    require(&ctx, &record, "CAN_VIEW")?;
+    let record = permitted(&shared, &ctx, &id, "CAN_VIEW").await?;
     note_record(&shared, &record);
     Ok(json_response(&endpoint_info(
         &record,
@@ -161,11 +172,7 @@ pub(crate) async fn edit(
     Path(id): Path<String>,
     JsonBody(changes): JsonBody<Map<String, Value>>,
 ) -> Handled {
-    let record = shared
-        .control
-        .get_warehouse(ctx.workspace_id, &id, ctx.request_id())
-        .await?;
-    require(&ctx, &record, "CAN_MANAGE")?;
+    let record = permitted(&shared, &ctx, &id, "CAN_MANAGE").await?;
     if record.state == WarehouseState::Deleted {
         return Err(deleted(&record));
     }
@@ -202,11 +209,7 @@ pub(crate) async fn start(
     Path(id): Path<String>,
 ) -> Handled {
     let seen = shared.scheduler.generation(&id);
-    let record = shared
-        .control
-        .get_warehouse(ctx.workspace_id, &id, ctx.request_id())
-        .await?;
-    require(&ctx, &record, "CAN_MANAGE")?;
+    let record = permitted(&shared, &ctx, &id, "CAN_MANAGE").await?;
     start_warehouse(&shared, record, seen, ctx.request_id()).await?;
     Ok(json_response(&json!({})))
 }
@@ -216,11 +219,7 @@ pub(crate) async fn stop(
     Caller(ctx): Caller,
     Path(id): Path<String>,
 ) -> Handled {
-    let record = shared
-        .control
-        .get_warehouse(ctx.workspace_id, &id, ctx.request_id())
-        .await?;
-    require(&ctx, &record, "CAN_MANAGE")?;
+    let record = permitted(&shared, &ctx, &id, "CAN_MANAGE").await?;
     stop_warehouse(&shared, &record, ctx.request_id()).await?;
     Ok(json_response(&json!({})))
 }
@@ -230,11 +229,7 @@ pub(crate) async fn delete(
     Caller(ctx): Caller,
     Path(id): Path<String>,
 ) -> Handled {
-    let record = shared
-        .control
-        .get_warehouse(ctx.workspace_id, &id, ctx.request_id())
-        .await?;
-    require(&ctx, &record, "CAN_MANAGE")?;
+    let record = permitted(&shared, &ctx, &id, "CAN_MANAGE").await?;
     delete_warehouse(&shared, &record, ctx.request_id()).await?;
     Ok(json_response(&json!({})))
 }
