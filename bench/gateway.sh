@@ -34,7 +34,9 @@ if [ ! -x "$tools/bin/oha" ]; then
   cargo install --quiet --locked --root "$tools" oha@1.12.0
 fi
 oha="$tools/bin/oha"
-cargo build --release --quiet
+# The same build as bench/tpch.sh: one set of resolved features, so running both benchmarks
+# costs one release build of DataFusion, not two.
+cargo build --release --quiet --workspace --bins --examples
 lakeward="$CARGO_TARGET_DIR/release/lakeward"
 
 work=$(mktemp -d /tmp/lakeward-bench.XXXXXX)
