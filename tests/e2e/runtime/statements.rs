@@ -348,3 +348,62 @@ fn a_caller_past_its_live_statements_is_refused_and_others_are_not() {
         assert_eq!(other["status"]["state"], "SUCCEEDED", "{other}");
     });
 }
+
+/// A result kept as 20 to 40 KB: 600 rows rendered into the tests' 64-byte chunks, each with
+/// its own framing.
+const MEDIUM_RESULT: &str = "SELECT value FROM generate_series(1, 600)";
+
+#[test]
+fn results_a_caller_keeps_are_bounded_per_caller() {
+    run(async {
+        let h = start(Config {
+            // Room for one MEDIUM_RESULT, not two.
+            max_result_bytes_per_caller: 40_000,
+            ..test_config()
+        })
+        .await;
+        let wh = h.create_warehouse(ALICE, "wh", 0).await;
+        let medium = json!({"statement": MEDIUM_RESULT, "warehouse_id": wh, "wait_timeout": "30s"});
+
+        let first = h.execute(ALICE, medium.clone()).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        assert_eq!(first.body["status"]["state"], "SUCCEEDED", "{}", first.body);
+        let first_id = first.body["statement_id"].as_str().unwrap().to_owned();
+
+        // The second result would take Alice past her budget: the statement fails, cleanly.
+        let second = h.execute(ALICE, medium.clone()).await;
+        assert_eq!(second.status, 200, "{}", second.body);
+        assert_eq!(second.body["status"]["state"], "FAILED", "{}", second.body);
+        let error = &second.body["status"]["error"];
+        assert_eq!(error["error_code"], "RESOURCE_EXHAUSTED", "{}", second.body);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("results kept for the caller's statements would exceed 40000 bytes"),
+            "{}",
+            second.body
+        );
+        assert!(second.body.get("result").is_none(), "{}", second.body);
+
+        // What she already holds is untouched.
+        let kept = h
+            .call(
+                ALICE,
+                "GET",
+                &format!("/api/2.0/sql/statements/{first_id}"),
+                None,
+            )
+            .await;
+        assert_eq!(kept.body["status"]["state"], "SUCCEEDED", "{}", kept.body);
+        assert_eq!(
+            kept.body["manifest"]["total_row_count"], 600,
+            "{}",
+            kept.body
+        );
+
+        // The budget is hers, not the warehouse's: another caller is served.
+        let other = h.execute(ADMIN, medium).await;
+        assert_eq!(other.body["status"]["state"], "SUCCEEDED", "{}", other.body);
+    });
+}
