@@ -41,13 +41,16 @@ mod exchange;
 mod forward;
 mod gateway;
 mod ip_acl;
+mod limits;
 mod metrics;
 mod observe;
 mod pipeline;
 mod policy_store;
+mod ratelimit;
 mod route;
 mod server;
 mod shared;
+mod shedding;
 mod state;
 #[cfg(feature = "test-util")]
 pub mod test_util;
@@ -56,5 +59,8 @@ mod upstream;
 mod well_known;
 mod workspace;
 
-pub use config::{Config, Limits, OidcIssuer, MAX_CLOCK_SKEW_SECS};
+pub use config::{
+    Config, FailMode, LimitPer, Limits, OidcIssuer, Overload, Quota, RateLimitRule, RateLimits,
+    RulesFile, MAX_CLOCK_SKEW_SECS,
+};
 pub use gateway::{Gateway, GatewayDeps};
