@@ -231,6 +231,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_rules_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/rate-limits.example.toml");
+        let file = load_file(&path, &[]).unwrap();
+        assert_eq!(RuleSet::compile(&file.rules).rules.len(), 4);
+    }
+
+    #[test]
     fn a_rules_file_is_checked_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rules.toml");
