@@ -67,8 +67,11 @@ pub struct Options {
     /// that Redis is the only feed of changes made behind the gateway's back.
     pub redis: Option<(String, String)>,
     /// Last word on the configuration, after every other option.
-    pub configure: Option<Box<dyn Fn(&mut Config) + Send + Sync>>,
+    pub configure: Option<Configure>,
 }
+
+/// A change to the test configuration.
+pub type Configure = Box<dyn Fn(&mut Config) + Send + Sync>;
 
 pub struct TestGateway {
     pub addr: SocketAddr,
