@@ -3,7 +3,9 @@
 #   (a) straight to the upstream over HTTPS,
 #   (b) through nginx as a plain TLS reverse proxy (no authentication),
 #   (c) through the Lakeward gateway with every stage on (TLS, IP lists, PAT, Cedar, assertion,
-#       audit, metrics).
+#       audit, metrics),
+#   (d) the same gateway restarted with a per-principal rate limit too high ever to refuse
+#       (limits per process, no Redis): the limiter's cost, beside (c).
 # The proxy under test is pinned to core 0 (nginx: one worker; Lakeward: one worker thread);
 # the load generator and the upstream run on core 1, so the proxy's core is the one saturated.
 # Prints requests/s (closed loop, 64 keep-alive connections, 3 runs), p50/p99 at a fixed rate
@@ -51,18 +53,34 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up_tls=$(free_port); up_http=$(free_port); ngx_port=$(free_port); gw_port=$(free_port); admin_port=$(free_port)
 
+gw_limits_port=$(free_port); admin_limits_port=$(free_port)
+
 # Lakeward first: its data directory provides the CA and certificate every server here uses.
-cat > "$work/lakeward.toml" <<TOML
+lakeward_config() { # file gateway-port admin-port extra-toml
+  cat > "$1" <<TOML
 data_dir = "$work/lakeward-data"
 [upstreams]
 runtime_url = "http://127.0.0.1:$up_http"
 [gateway]
-listen = "127.0.0.1:$gw_port"
-admin_listen = "127.0.0.1:$admin_port"
+listen = "127.0.0.1:$2"
+admin_listen = "127.0.0.1:$3"
 worker_threads = 1
+$4
 TOML
-LAKEWARD_LOG=warn taskset -c 0 "$lakeward" serve --config "$work/lakeward.toml" > "$work/lakeward.out" 2>&1 &
-lakeward_pid=$!; pids+=("$lakeward_pid")
+}
+lakeward_config "$work/lakeward.toml" "$gw_port" "$admin_port" ""
+# The same, with a request limit every request is decided against and none ever reaches.
+lakeward_config "$work/lakeward-limits.toml" "$gw_limits_port" "$admin_limits_port" '
+[[gateway.rate_limits.rules]]
+name = "bench-per-principal"
+per = "principal"
+requests = 100000000
+period_secs = 1'
+start_lakeward() { # config
+  LAKEWARD_LOG=warn taskset -c 0 "$lakeward" serve --config "$1" > "$work/lakeward.out" 2>&1 &
+  lakeward_pid=$!; pids+=("$lakeward_pid")
+}
+start_lakeward "$work/lakeward.toml"
 wait_for() { # url: 200 within 20 s, else show Lakeward's output and stop
   for _ in $(seq 1 200); do
     curl -sf "$1" >/dev/null 2>&1 && return 0
@@ -116,6 +134,7 @@ declare -A url=(
   [direct]="https://127.0.0.1:$up_tls$path"
   [nginx]="https://127.0.0.1:$ngx_port$path"
   [gateway]="https://127.0.0.1:$gw_port$path"
+  [limits]="https://127.0.0.1:$gw_limits_port$path"
 )
 # Every target must answer 200 with the upstream's body before we measure it.
 for target in direct nginx gateway; do
@@ -135,13 +154,15 @@ proxy_pids() {
   case "$1" in
     direct) pgrep -f "nginx: worker process" -P "$(cat "$work/upstream/nginx.pid")" ;;
     nginx) pgrep -f "nginx: worker process" -P "$(cat "$work/proxy/nginx.pid")" ;;
-    gateway) echo "$lakeward_pid" ;;
+    gateway|limits) echo "$lakeward_pid" ;;
   esac
 }
 hz=$(getconf CLK_TCK)
 
 declare -A rps cpu p50 p99
-for target in direct nginx gateway; do
+measure() { # target
+  local target=$1 before after total_requests sum_rps run out r n errors json
+  local -a watched
   # Warm-up, then three closed-loop runs.
   taskset -c 1 wrk -t1 -c64 -d2s -H "Authorization: Bearer $token" "${url[$target]}" >/dev/null
   mapfile -t watched < <(proxy_pids "$target")
@@ -164,18 +185,30 @@ for target in direct nginx gateway; do
     --cacert "$data/ca.pem" -H "Authorization: Bearer $token" "${url[$target]}")
   p50[$target]=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(round(d['latencyPercentiles']['p50']*1000, 3))" "$json")
   p99[$target]=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(round(d['latencyPercentiles']['p99']*1000, 3))" "$json")
-done
+}
+for target in direct nginx gateway; do measure "$target"; done
+
+# (d): the same data directory (CA, token, policies), the limits configuration.
+kill "$lakeward_pid"; wait "$lakeward_pid" 2>/dev/null || true
+start_lakeward "$work/lakeward-limits.toml"
+wait_for "http://127.0.0.1:$admin_limits_port/readyz"
+got=$(curl -s --cacert "$data/ca.pem" -H "Authorization: Bearer $token" "${url[limits]}")
+[ "$got" = "$body" ] || { echo "limits answered: $got" >&2; exit 1; }
+measure limits
 
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 printf '%-8s %12s %14s %14s %18s\n' target "requests/s" "p50 ms@${rate}" "p99 ms@${rate}" "cpu us/request"
-for target in direct nginx gateway; do
+for target in direct nginx gateway limits; do
   printf '%-8s %12s %14s %14s %18s\n' "$target" "${rps[$target]}" "${p50[$target]}" "${p99[$target]}" "${cpu[$target]}"
 done
-python3 - "${rps[gateway]}" "${rps[nginx]}" "${p50[gateway]}" "${p50[direct]}" "${cpu[gateway]}" "${cpu[nginx]}" <<'PY'
+python3 - "${rps[gateway]}" "${rps[nginx]}" "${p50[gateway]}" "${p50[direct]}" "${cpu[gateway]}" "${cpu[nginx]}" \
+  "${rps[limits]}" "${cpu[limits]}" <<'PY'
 import sys
-g_rps, n_rps, g_p50, d_p50, g_cpu, n_cpu = map(float, sys.argv[1:])
+g_rps, n_rps, g_p50, d_p50, g_cpu, n_cpu, l_rps, l_cpu = map(float, sys.argv[1:])
 print(f"gateway/nginx requests/s: {g_rps / n_rps:.2f}x   (bar: >= 0.50x)")
 print(f"gateway p50 added over direct: {g_p50 - d_p50:.3f} ms   (bar: <= 0.5 ms)")
 print(f"gateway/nginx cpu per request: {g_cpu / n_cpu:.2f}x")
+print(f"rate limits on vs off, requests/s: {l_rps:.0f} vs {g_rps:.0f} ({l_rps / g_rps:.2f}x)"
+      f"   cpu us/request: {l_cpu} vs {g_cpu}")
 PY

@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+mod rate_limits;
+
+pub(crate) use rate_limits::validate_rules;
+pub use rate_limits::{FailMode, LimitPer, Overload, Quota, RateLimitRule, RateLimits, RulesFile};
+
 /// The gateway's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -66,6 +71,11 @@ pub struct Config {
     pub shutdown_grace_secs: u64,
     /// Audit records queued for the writer before requests wait for it.
     pub audit_queue_capacity: usize,
+    /// Failed-authentication throttling and request-rate limits (shared through Redis when
+    /// `redis_url` is set).
+    pub rate_limits: RateLimits,
+    /// Bounds past which requests are shed with 503 before any work is spent on them.
+    pub overload: Overload,
 }
 
 impl Default for Config {
@@ -91,6 +101,8 @@ impl Default for Config {
             control_long_poll: true,
             shutdown_grace_secs: 10,
             audit_queue_capacity: 8192,
+            rate_limits: RateLimits::default(),
+            overload: Overload::default(),
         }
     }
 }
@@ -219,6 +231,8 @@ impl Config {
             problems.push("`worker_threads` must be at least 1".to_owned());
         }
         self.limits.validate(&mut problems);
+        self.rate_limits.validate(&mut problems);
+        self.overload.validate(&mut problems);
         let positive = [
             ("upstream_timeout_secs", self.upstream_timeout_secs),
             (

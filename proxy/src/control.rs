@@ -34,6 +34,8 @@ pub(crate) enum ControlError {
     Status(StatusCode),
     #[error("snapshot still older than the state version announced")]
     Stale,
+    #[error("too many control-plane lookups in flight; not asked")]
+    Overloaded,
 }
 
 /// The internal-API client.

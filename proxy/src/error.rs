@@ -12,6 +12,8 @@ use crate::exchange::{full_response, ProxyBody};
 use crate::forward::ForwardError;
 use crate::ip_acl::{AclScope, IpAclError};
 use crate::metrics::AuthnFailureReason;
+use crate::ratelimit::RateLimitError;
+use crate::shedding::ShedError;
 use crate::upstream::UpstreamError;
 use crate::workspace::WorkspaceError;
 use http::{header, HeaderValue, Response};
@@ -34,6 +36,10 @@ pub(crate) enum StageError {
     Authz(#[from] AuthzError),
     #[error("forwarding: {0}")]
     Forward(#[from] ForwardError),
+    #[error("rate limit: {0}")]
+    RateLimit(#[from] RateLimitError),
+    #[error("load shed: {0}")]
+    Shed(#[from] ShedError),
 }
 
 /// A gateway-side 503.
@@ -137,7 +143,38 @@ impl StageError {
                 }
                 ForwardError::Internal(_) => ApiError::internal(),
             },
+            StageError::RateLimit(e) => match e {
+                RateLimitError::FailedAuthentications { .. } => ApiError::new(
+                    C::RequestLimitExceeded,
+                    "Too many failed authentication attempts from this address; retry later",
+                ),
+                RateLimitError::Exceeded { .. } => ApiError::new(
+                    C::RequestLimitExceeded,
+                    "Request rate limit exceeded; retry later",
+                ),
+                RateLimitError::Undecided => unavailable(),
+            },
+            StageError::Shed(_) => unavailable(),
         }
+    }
+
+    /// `Retry-After` seconds when they are not the 503's usual 1.
+    pub(crate) fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            StageError::RateLimit(e) => Some(e.retry_after_secs()),
+            _ => None,
+        }
+    }
+
+    /// Whether the request was shed for load (logged quietly: a flood would flood the log).
+    pub(crate) fn shed(&self) -> bool {
+        matches!(
+            self,
+            StageError::Shed(_)
+                | StageError::Authn(AuthnError::Unavailable(
+                    crate::control::ControlError::Overloaded
+                ))
+        )
     }
 
     /// Whether the request was refused by a policy-like check (for the `decision` label and

@@ -5,6 +5,7 @@ use crate::audit::{AuditDir, AuditSink, AuditWriter};
 use crate::authn::OidcVerifier;
 use crate::config::{parse_trusted_proxy, Config};
 use crate::control::ControlClient;
+use crate::limits::Limiter;
 use crate::metrics::GatewayMetrics;
 use crate::observe::{ObserveLayer, ObserveService};
 use crate::pipeline::Pipeline;
@@ -59,6 +60,7 @@ pub struct Gateway {
     registry: prometheus::Registry,
     writer: AuditWriter,
     feed: Option<ChangeFeed>,
+    limiter: Arc<Limiter>,
 }
 
 impl Gateway {
@@ -113,7 +115,12 @@ impl Gateway {
             metrics.snapshot_version.clone(),
             metrics.change_feed_healthy.clone(),
             feed.is_some(),
+        )
+        .with_lookup_bound(
+            config.overload.max_control_lookups,
+            metrics.load_shed.with_label_values(&["control_lookups"]),
         );
+        let limiter = Arc::new(Limiter::new(&config, &metrics)?);
         let oidc = OidcVerifier::new(&config.oidc_issuers)?;
         let trusted_proxies = config
             .trusted_proxies
@@ -149,7 +156,7 @@ impl Gateway {
             // so this is where errors become Databricks JSON, and where audit and metrics are
             // written.
             .layer(ObserveLayer::new(shared.clone()))
-            .service(Pipeline::new(&shared, oidc));
+            .service(Pipeline::new(&shared, oidc, limiter.clone()));
         Ok(Gateway {
             shared,
             stack,
@@ -161,6 +168,7 @@ impl Gateway {
             registry: deps.registry,
             writer,
             feed,
+            limiter,
         })
     }
 
@@ -191,6 +199,7 @@ impl Gateway {
             registry,
             writer,
             feed,
+            limiter,
         } = self;
         tracing::info!(%local_addr, %admin_addr, "gateway serving");
         // A plain thread, not `spawn_blocking`: a writer stuck on a wedged disk must not keep
@@ -223,6 +232,8 @@ impl Gateway {
                 .clone()
                 .watch(Duration::from_millis(shared.config.policy_poll_interval_ms)),
         );
+        // The rate limiter's Redis connection, and its rules file.
+        background.spawn(limiter.run(Duration::from_millis(shared.config.policy_poll_interval_ms)));
         let admin_task = tokio::spawn(admin::serve(
             admin_listener,
             shared.clone(),

@@ -5,11 +5,13 @@
 //!
 //! The pipeline (`pipeline` draws it), one module per stage, in this order:
 //!
+//! 0. `shedding`: the in-flight bound, before any work;
 //! 1. `admission`: limits, framing, path normalization, bounded body read;
 //! 2. `client_addr`: the TCP peer, or the trusted proxies' `X-Forwarded-For` hop;
 //! 3. `workspace`: the workspace or account addressed (Host/SNI, `/w/<id>`, default);
 //! 4. `ip_acl`: Databricks IP access lists, compiled once per snapshot;
-//! 5. `authn`: personal access tokens and OIDC JWTs;
+//! 5. `authn`: personal access tokens and OIDC JWTs, with `ratelimit` around it (the
+//!    failed-authentication throttle before, the request limits after; counters in `limits`);
 //! 6. `authz`: the route table (`route`) and Cedar (`lakeward_policy`);
 //! 7. `forward`: header hygiene, assertion, upstream call, cache freshness;
 //! 8. `audit` and 9. `metrics`, written by the outermost layer (`observe`), which is
@@ -41,13 +43,16 @@ mod exchange;
 mod forward;
 mod gateway;
 mod ip_acl;
+mod limits;
 mod metrics;
 mod observe;
 mod pipeline;
 mod policy_store;
+mod ratelimit;
 mod route;
 mod server;
 mod shared;
+mod shedding;
 mod state;
 #[cfg(feature = "test-util")]
 pub mod test_util;
@@ -56,5 +61,8 @@ mod upstream;
 mod well_known;
 mod workspace;
 
-pub use config::{Config, Limits, OidcIssuer, MAX_CLOCK_SKEW_SECS};
+pub use config::{
+    Config, FailMode, LimitPer, Limits, OidcIssuer, Overload, Quota, RateLimitRule, RateLimits,
+    RulesFile, MAX_CLOCK_SKEW_SECS,
+};
 pub use gateway::{Gateway, GatewayDeps};

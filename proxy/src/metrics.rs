@@ -104,6 +104,16 @@ pub(crate) struct GatewayMetrics {
     /// `gateway_change_feed_healthy`: 1 while caches are trusted (no Redis configured, or the
     /// subscription is up and resynchronised), 0 while degraded.
     pub change_feed_healthy: IntGauge,
+    /// `gateway_rate_limited_total{limit}`: the rule's name, or `failed_auth`.
+    pub rate_limited: IntCounterVec,
+    /// `gateway_rate_limit_fallbacks_total{fallback}`: decisions Redis could not make, by what
+    /// was done instead (`open`, `closed`, `local`).
+    pub rate_limit_fallbacks: IntCounterVec,
+    /// `gateway_rate_limit_redis_up`: 1 while the limiter's Redis connection is up.
+    pub rate_limit_redis_up: IntGauge,
+    pub rate_limit_reload_failures: IntCounter,
+    /// `gateway_load_shed_total{bound}`: `in_flight` or `control_lookups`.
+    pub load_shed: IntCounterVec,
 }
 
 impl GatewayMetrics {
@@ -182,6 +192,35 @@ impl GatewayMetrics {
                 "gateway_change_feed_healthy",
                 "1 while cached control-plane state is trusted; 0 while the Redis change feed is down or resynchronising (every token then goes to the control plane).",
             )?,
+            rate_limited: IntCounterVec::new(
+                Opts::new(
+                    "gateway_rate_limited_total",
+                    "Requests refused with 429 by a rate limit, by rule (or failed_auth).",
+                ),
+                &["limit"],
+            )?,
+            rate_limit_fallbacks: IntCounterVec::new(
+                Opts::new(
+                    "gateway_rate_limit_fallbacks_total",
+                    "Rate-limit decisions Redis could not make, by what was done instead: open (let through), closed (503), local (counted per process).",
+                ),
+                &["fallback"],
+            )?,
+            rate_limit_redis_up: IntGauge::new(
+                "gateway_rate_limit_redis_up",
+                "1 while the rate limiter's Redis connection is up (0 without Redis).",
+            )?,
+            rate_limit_reload_failures: IntCounter::new(
+                "gateway_rate_limit_reload_failures_total",
+                "Rate-limit rules files rejected (the rules in force kept serving).",
+            )?,
+            load_shed: IntCounterVec::new(
+                Opts::new(
+                    "gateway_load_shed_total",
+                    "Requests answered 503 because a load bound was reached, by bound.",
+                ),
+                &["bound"],
+            )?,
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.added_latency.clone()))?;
@@ -197,6 +236,18 @@ impl GatewayMetrics {
         registry.register(Box::new(metrics.audit_write_failures.clone()))?;
         registry.register(Box::new(metrics.snapshot_version.clone()))?;
         registry.register(Box::new(metrics.change_feed_healthy.clone()))?;
+        registry.register(Box::new(metrics.rate_limited.clone()))?;
+        registry.register(Box::new(metrics.rate_limit_fallbacks.clone()))?;
+        registry.register(Box::new(metrics.rate_limit_redis_up.clone()))?;
+        registry.register(Box::new(metrics.rate_limit_reload_failures.clone()))?;
+        registry.register(Box::new(metrics.load_shed.clone()))?;
+        for fallback in ["open", "closed", "local"] {
+            metrics.rate_limit_fallbacks.with_label_values(&[fallback]);
+        }
+        for bound in ["in_flight", "control_lookups"] {
+            metrics.load_shed.with_label_values(&[bound]);
+        }
+        metrics.rate_limited.with_label_values(&["failed_auth"]);
         // Zero series for every reason, so a dashboard sees them before the first failure.
         for reason in AuthnFailureReason::ALL {
             metrics.authn_failures.with_label_values(&[reason.as_str()]);

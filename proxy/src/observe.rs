@@ -92,7 +92,13 @@ async fn finish(shared: &Shared, outcome: Outcome<StageError>) -> Response<Proxy
         Err(err) => {
             let api = err.to_api_error();
             log_refusal(&err, api.status().as_u16());
-            (error_response(&api), Some((err, api)))
+            let mut response = error_response(&api);
+            if let Some(secs) = err.retry_after_secs() {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            (response, Some((err, api)))
         }
     };
     let headers = response.headers_mut();
@@ -151,7 +157,9 @@ async fn finish(shared: &Shared, outcome: Outcome<StageError>) -> Response<Proxy
 }
 
 fn log_refusal(err: &StageError, status: u16) {
-    if status >= 500 {
+    if err.shed() {
+        tracing::debug!(error = %err, status, "request shed");
+    } else if status >= 500 {
         tracing::warn!(error = %err, status, "request failed");
     } else {
         tracing::info!(error = %err, status, "request refused");

@@ -10,6 +10,9 @@
 //!             ▲  (rescue, audit, metrics)                                                        │
 //!             └──────────────────── Outcome { ctx, Ok(response) | Err(StageError) } ◄────────────┘
 //! ```
+//!
+//! Around them: load shedding (`shedding`) before admission, the failed-authentication
+//! throttle just before authn, and the request limits just after it (`ratelimit`).
 
 use crate::admission::Admission;
 use crate::authn::{Authn, OidcVerifier};
@@ -19,7 +22,10 @@ use crate::error::StageError;
 use crate::exchange::{Exchange, Outcome, Stage};
 use crate::forward::Forward;
 use crate::ip_acl::IpAcl;
+use crate::limits::Limiter;
+use crate::ratelimit::{FailedAuthThrottle, RequestLimits};
 use crate::shared::Shared;
+use crate::shedding::Shedding;
 use crate::workspace::WorkspaceStage;
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,11 +50,14 @@ struct Stages {
     authn: Authn,
     authz: Authz,
     forward: Forward,
+    shedding: Shedding,
+    failed_auth: FailedAuthThrottle,
+    request_limits: RequestLimits,
 }
 
 impl Pipeline {
     /// Every stage, built once and shared by all connections.
-    pub(crate) fn new(shared: &Arc<Shared>, oidc: OidcVerifier) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared>, oidc: OidcVerifier, limiter: Arc<Limiter>) -> Self {
         Pipeline(Arc::new(Stages {
             admission: Admission::new(shared.clone()),
             client_addr: ClientAddr::new(shared.clone()),
@@ -57,6 +66,12 @@ impl Pipeline {
             authn: Authn::new(shared.clone(), oidc),
             authz: Authz::new(shared.clone()),
             forward: Forward::new(shared.clone()),
+            shedding: Shedding::new(
+                shared.config.overload.max_in_flight_requests,
+                shared.metrics.load_shed.with_label_values(&["in_flight"]),
+            ),
+            failed_auth: FailedAuthThrottle::new(limiter.clone()),
+            request_limits: RequestLimits::new(limiter),
         }))
     }
 }
@@ -76,8 +91,19 @@ impl Stages {
         // IP lists before authentication: a blocked address must not learn whether a token is
         // valid, nor make the gateway call the control plane.
         self.ip_acl.run(ex).await?;
+        // An address out of failed authentications is refused before its credential is
+        // looked at: past the limit, bad tokens cost the control plane nothing.
+        self.failed_auth.run(ex).await?;
         // Authentication before authorization: Cedar needs the principal.
-        self.authn.run(ex).await?;
+        if let Err(e) = self.authn.run(ex).await {
+            self.failed_auth
+                .count_failure(ex.ctx.client_ip, e.reason())
+                .await;
+            return Err(e.into());
+        }
+        // Request limits once the caller is known (they are kept per principal and token),
+        // and before authorization: a caller over its rate costs no Cedar decision.
+        self.request_limits.run(ex).await?;
         // Authorization last before forwarding: unknown routes (404) and denials (403) are
         // decided with everything above known, and nothing is forwarded without a decision.
         self.authz.run(ex).await?;
@@ -91,13 +117,24 @@ impl Service<Exchange> for Pipeline {
     type Future = BoxFuture<Result<Outcome<StageError>, Infallible>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // No stage holds capacity: limits are enforced per connection and per request.
+        // Never waits for capacity: past the in-flight bound a request is shed, not queued.
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut ex: Exchange) -> Self::Future {
         let stages = self.0.clone();
         Box::pin(async move {
+            // Before anything else, even admission's body read: past the bound a request
+            // costs no work beyond its 503. Held until the response head is ready.
+            let _in_flight = match stages.shedding.admit() {
+                Ok(permit) => permit,
+                Err(err) => {
+                    return Ok(Outcome {
+                        ctx: ex.ctx,
+                        result: Err(err.into()),
+                    })
+                }
+            };
             if let Err(err) = stages.check(&mut ex).await {
                 return Ok(Outcome {
                     ctx: ex.ctx,

@@ -26,7 +26,7 @@ use arc_swap::ArcSwapOption;
 use backon::{ExponentialBuilder, Retryable};
 use lakeward_common::internal::{PrincipalRecord, ResolvedToken};
 use parking_lot::Mutex;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -89,6 +89,11 @@ pub(crate) struct ControlState {
     trusted: AtomicBool,
     /// `gateway_change_feed_healthy`, kept equal to `trusted`.
     feed_gauge: IntGauge,
+    /// Token and principal lookups the control plane may be asked at once; past it a request
+    /// is refused (503) instead of adding to the queue of a control plane already behind.
+    lookups: tokio::sync::Semaphore,
+    /// `gateway_load_shed_total{bound="control_lookups"}`.
+    lookups_shed: Option<IntCounter>,
 }
 
 impl ControlState {
@@ -114,7 +119,27 @@ impl ControlState {
             version_gauge,
             trusted: AtomicBool::new(!change_feed),
             feed_gauge,
+            lookups: tokio::sync::Semaphore::new(tokio::sync::Semaphore::MAX_PERMITS),
+            lookups_shed: None,
         }
+    }
+
+    /// Bounds the token and principal lookups in flight at once to `max`; `shed` counts the
+    /// requests refused for it.
+    pub(crate) fn with_lookup_bound(mut self, max: usize, shed: IntCounter) -> Self {
+        self.lookups = tokio::sync::Semaphore::new(max);
+        self.lookups_shed = Some(shed);
+        self
+    }
+
+    /// A place among the lookups in flight, or [`ControlError::Overloaded`] without waiting.
+    fn lookup_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ControlError> {
+        self.lookups.try_acquire().map_err(|_| {
+            if let Some(shed) = &self.lookups_shed {
+                shed.inc();
+            }
+            ControlError::Overloaded
+        })
     }
 
     /// Whether cached tokens, principals and snapshots may be used as they are (false while
@@ -288,7 +313,9 @@ impl ControlState {
             }
             caches.generation
         };
+        let permit = self.lookup_permit()?;
         let value = self.client.resolve_token(hash, &self.account_id()).await?;
+        drop(permit);
         let mut caches = self.caches.lock();
         if trusted && caches.generation == generation {
             if caches.tokens.len() >= MAX_CACHE_ENTRIES {
@@ -323,10 +350,12 @@ impl ControlState {
             }
             caches.generation
         };
+        let permit = self.lookup_permit()?;
         let value = self
             .client
             .resolve_principal(user_name, &self.account_id())
             .await?;
+        drop(permit);
         let mut caches = self.caches.lock();
         if trusted && caches.generation == generation {
             if caches.principals.len() >= MAX_CACHE_ENTRIES {

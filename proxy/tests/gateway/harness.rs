@@ -66,7 +66,12 @@ pub struct Options {
     /// `Config::redis_url` and `Config::redis_channel`. The long-poll is then turned off, so
     /// that Redis is the only feed of changes made behind the gateway's back.
     pub redis: Option<(String, String)>,
+    /// Last word on the configuration, after every other option.
+    pub configure: Option<Configure>,
 }
+
+/// A change to the test configuration.
+pub type Configure = Box<dyn Fn(&mut Config) + Send + Sync>;
 
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -294,6 +299,9 @@ impl TestGateway {
             jwks_refetch_interval_secs: 60,
             ..OidcIssuer::default()
         }];
+        if let Some(configure) = &options.configure {
+            configure(&mut config);
+        }
         let deps = GatewayDeps {
             tls_cert_pem: cert_pem.into_bytes(),
             tls_key_pem: key_pem.into_bytes(),

@@ -15,4 +15,6 @@ mod change_feed;
 mod forwarding;
 mod limits;
 mod operations;
+mod overload;
+mod ratelimit;
 mod routing;

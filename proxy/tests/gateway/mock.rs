@@ -139,6 +139,13 @@ pub struct Model {
     pub tokens: HashMap<String, ResolvedToken>,
     /// By user name.
     pub principals: HashMap<String, PrincipalRecord>,
+    /// Token lookups (`resolve-token` calls) received so far.
+    pub token_lookups: usize,
+    /// Token lookups being answered now, and the most there ever were at once.
+    pub lookups_in_flight: usize,
+    pub max_lookups_in_flight: usize,
+    /// How long each token lookup takes to answer (a control plane under load).
+    pub lookup_delay: Option<Duration>,
 }
 
 impl Model {
@@ -184,6 +191,17 @@ async fn control_answer(model: &SharedModel, rec: Recorded) -> Response<Full<Byt
             (StatusCode::OK, serde_json::to_string(&m.snapshot).unwrap())
         }
         ("POST", RESOLVE_TOKEN_PATH) => {
+            let delay = {
+                let mut m = model.lock().unwrap();
+                m.token_lookups += 1;
+                m.lookups_in_flight += 1;
+                m.max_lookups_in_flight = m.max_lookups_in_flight.max(m.lookups_in_flight);
+                m.lookup_delay
+            };
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            model.lock().unwrap().lookups_in_flight -= 1;
             let req: ResolveTokenRequest = serde_json::from_slice(&rec.body).unwrap();
             match model.lock().unwrap().tokens.get(&req.token_hash) {
                 Some(t) => (StatusCode::OK, serde_json::to_string(t).unwrap()),
