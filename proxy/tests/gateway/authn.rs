@@ -16,12 +16,16 @@ async fn missing_unknown_and_expired_tokens_are_refused() {
     let reply = c.get("localhost", "/api/2.0/token/list", None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     assert_eq!(reply.error_code(), "UNAUTHENTICATED");
+    assert_eq!(
+        reply.message(),
+        "Credential was not sent or was of an unsupported type for this API."
+    );
     let reply = c
         .get("localhost", "/api/2.0/token/list", Some(&generate_token()))
         .await;
     assert_eq!(
         (reply.status, reply.message().as_str()),
-        (StatusCode::UNAUTHORIZED, "Invalid access token")
+        (StatusCode::UNAUTHORIZED, "Invalid access token.")
     );
     let reply = c
         .get("localhost", "/api/2.0/token/list", Some("not-a-token"))
@@ -34,9 +38,10 @@ async fn missing_unknown_and_expired_tokens_are_refused() {
             Some(&gw.tokens.bob_expired),
         )
         .await;
+    // Told no more than an unknown token is; the reason is in the metric below.
     assert_eq!(
         (reply.status, reply.message().as_str()),
-        (StatusCode::UNAUTHORIZED, "Token expired")
+        (StatusCode::UNAUTHORIZED, "Invalid access token.")
     );
     // Tokens disabled in ws3: a member's token is refused there...
     let reply = c
@@ -103,8 +108,10 @@ async fn a_cached_token_expires_on_time() {
         .await;
     assert_eq!(
         (reply.status, reply.message().as_str()),
-        (StatusCode::UNAUTHORIZED, "Token expired")
+        (StatusCode::UNAUTHORIZED, "Invalid access token.")
     );
+    let record = gw.audit_record(&reply.request_id()).await;
+    assert_eq!(record["authnFailureReason"], "expired");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
