@@ -69,6 +69,10 @@ impl StageError {
                     ApiError::new(C::BadRequest, "Ambiguous request framing")
                 }
                 AdmissionError::BadPath(_) => ApiError::new(C::BadRequest, "Invalid request path"),
+                AdmissionError::UnderscoreInHeaderName(_) => ApiError::new(
+                    C::BadRequest,
+                    "Header names with underscores are not accepted",
+                ),
                 AdmissionError::BodyTooLarge { limit } => ApiError::new(
                     C::PayloadTooLarge,
                     format!("Request body larger than {limit} bytes"),
