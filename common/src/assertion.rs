@@ -9,7 +9,7 @@
 //! upstream is handed only the key of its own audience.
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::Algorithm;
 use rand::RngCore;
 use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
@@ -162,25 +162,17 @@ pub struct AssertionKey {
     audience: Audience,
     /// Signing and verifying run once per forwarded request, so the HMAC key is prepared once
     /// here rather than by `jsonwebtoken` on every call (which would also keep a plain copy
-    /// of the key). `jsonwebtoken` still checks the claims.
+    /// of the key). The claims are typed ([`IdentityClaims`]), so a claim of the wrong JSON
+    /// type fails to parse rather than being skipped by a check.
     hmac: ring::hmac::Key,
-    validation: Validation,
     secret: Arc<SecretSlice<u8>>,
 }
 
 impl AssertionKey {
     pub fn new(audience: Audience, secret: &[u8]) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[audience.as_str()]);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iat", "aud", "iss", "sub"]);
-        validation.leeway = LEEWAY_SECS;
-        // The signature is verified with `hmac` before the claims are looked at.
-        validation.insecure_disable_signature_validation();
         AssertionKey {
             audience,
             hmac: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
-            validation,
             secret: Arc::new(SecretSlice::from(secret.to_vec())),
         }
     }
@@ -227,28 +219,54 @@ impl AssertionKey {
     }
 
     /// Verifies an assertion: algorithm and signature (HS256 with this key, in constant time),
-    /// then issuer, audience and lifetime.
+    /// then issuer, audience, subject and expiry.
     pub fn verify(&self, token: &str) -> Result<IdentityClaims, AssertionError> {
         let invalid = |why: &str| AssertionError::Invalid(why.to_owned());
-        // Split as jsonwebtoken splits, so that the claims it reads are the ones signed.
-        let (signed, signature) = token.rsplit_once('.').ok_or_else(|| invalid("malformed"))?;
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| AssertionError::Invalid(e.kind_description()))?;
-        if header.alg != Algorithm::HS256 {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid("malformed"));
+        };
+        let alg = jsonwebtoken::decode_header(token)
+            .map_err(|e| AssertionError::Invalid(e.kind_description()))?
+            .alg;
+        if alg != Algorithm::HS256 {
             return Err(invalid("algorithm not allowed"));
         }
         let tag = BASE64URL
             .decode(signature)
             .map_err(|_| invalid("bad signature"))?;
+        // The signed text is the header and payload exactly as received.
+        let signed = &token[..header.len() + 1 + payload.len()];
         ring::hmac::verify(&self.hmac, signed.as_bytes(), &tag)
             .map_err(|_| invalid("bad signature"))?;
-        jsonwebtoken::decode::<IdentityClaims>(
-            token,
-            &DecodingKey::from_secret(&[]),
-            &self.validation,
-        )
-        .map(|data| data.claims)
-        .map_err(|e| AssertionError::Invalid(e.kind_description()))
+        let claims: IdentityClaims = BASE64URL
+            .decode(payload)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(|| invalid("malformed"))?;
+        self.check_claims(&claims, unix_now())?;
+        Ok(claims)
+    }
+
+    /// What jsonwebtoken's validation checked before: issuer, audience, a subject, and expiry
+    /// with [`LEEWAY_SECS`] of clock skew. `iat` and `exp` are required by the type.
+    fn check_claims(&self, claims: &IdentityClaims, now: u64) -> Result<(), AssertionError> {
+        let invalid = |why: &str| Err(AssertionError::Invalid(why.to_owned()));
+        if claims.iss != ISSUER {
+            return invalid("wrong issuer");
+        }
+        if claims.aud != self.audience.as_str() {
+            return invalid("wrong audience");
+        }
+        if claims.sub.is_empty() {
+            return invalid("missing claim `sub`");
+        }
+        if claims.exp.saturating_add(LEEWAY_SECS) < now {
+            return invalid("expired");
+        }
+        Ok(())
     }
 }
 
@@ -332,6 +350,7 @@ mod tests {
     use super::*;
 
     fn claims() -> IdentityClaims {
+        crate::jwt_crypto::install();
         IdentityClaims {
             sub: "42".into(),
             kind: PrincipalKind::User,
@@ -383,7 +402,8 @@ mod tests {
             &c,
             &jsonwebtoken::EncodingKey::from_secret(
                 &hex::decode(key.to_hex().expose_secret()).unwrap(),
-            ),
+            )
+            .unwrap(),
         )
         .unwrap();
         assert!(key.verify(&expired).is_err());
@@ -470,7 +490,7 @@ mod tests {
             let token = jsonwebtoken::encode(
                 &jsonwebtoken::Header::new(alg),
                 &c,
-                &jsonwebtoken::EncodingKey::from_secret(&raw),
+                &jsonwebtoken::EncodingKey::from_secret(&raw).unwrap(),
             )
             .unwrap();
             let err = key.verify(&token).unwrap_err();
@@ -483,10 +503,57 @@ mod tests {
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
             &c,
-            &jsonwebtoken::EncodingKey::from_secret(&raw),
+            &jsonwebtoken::EncodingKey::from_secret(&raw).unwrap(),
         )
         .unwrap();
         assert_eq!(key.verify(&token).unwrap().sub, "42");
+    }
+
+    #[test]
+    fn issuer_audience_subject_and_expiry_are_checked() {
+        let key = MasterSecret::generate().key_for(Audience::Control);
+        let now = 1_700_000_000;
+        let good = IdentityClaims {
+            iss: ISSUER.into(),
+            aud: Audience::Control.as_str().into(),
+            iat: now - 10,
+            exp: now - LEEWAY_SECS,
+            ..claims()
+        };
+        assert!(key.check_claims(&good, now).is_ok(), "inside the leeway");
+        let refused = |c: IdentityClaims| key.check_claims(&c, now).unwrap_err().to_string();
+        for (claims, why) in [
+            (
+                IdentityClaims {
+                    iss: "other".into(),
+                    ..good.clone()
+                },
+                "wrong issuer",
+            ),
+            (
+                IdentityClaims {
+                    aud: Audience::Runtime.as_str().into(),
+                    ..good.clone()
+                },
+                "wrong audience",
+            ),
+            (
+                IdentityClaims {
+                    sub: String::new(),
+                    ..good.clone()
+                },
+                "missing claim `sub`",
+            ),
+            (
+                IdentityClaims {
+                    exp: now - LEEWAY_SECS - 1,
+                    ..good.clone()
+                },
+                "expired",
+            ),
+        ] {
+            assert!(refused(claims).ends_with(why), "{why}");
+        }
     }
 
     #[test]

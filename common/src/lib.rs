@@ -6,6 +6,8 @@
 //!   and the upstreams verify before doing anything;
 //! - [`error`]: Databricks' error JSON (`error_code`, `message`) and its status codes;
 //! - [`token`]: personal access token generation and hashing (tokens are stored only as hashes);
+//! - [`jwt_crypto`]: jsonwebtoken's signing and verification on ring, installed before any
+//!   JWT is handled;
 //! - [`internal`]: the wire types of the control plane's internal API that the gateway uses to
 //!   resolve tokens, principals, workspaces and IP access lists.
 //!
@@ -16,4 +18,5 @@ pub mod assertion;
 pub mod data;
 pub mod error;
 pub mod internal;
+pub mod jwt_crypto;
 pub mod token;

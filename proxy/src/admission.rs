@@ -34,6 +34,8 @@ pub(crate) enum AdmissionError {
     UriTooLong { bytes: usize, limit: usize },
     #[error("ambiguous message framing: {0}")]
     AmbiguousFraming(&'static str),
+    #[error("header name `{0}` contains an underscore")]
+    UnderscoreInHeaderName(http::HeaderName),
     #[error("bad path: {0}")]
     BadPath(#[from] PathError),
     #[error("body larger than {limit} bytes")]
@@ -70,6 +72,9 @@ impl Stage for Admission {
             ));
         }
         check_headers(&ex.parts.headers, limits)?;
+        if let Some(name) = crate::untrusted_headers::underscored_name(&ex.parts.headers) {
+            return Err(AdmissionError::UnderscoreInHeaderName(name.clone()));
+        }
         if let Err(e) = check_framing_headers(&ex.parts.headers) {
             ex.ctx.close_connection = true;
             return Err(e);

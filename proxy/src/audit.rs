@@ -46,6 +46,10 @@ pub(crate) struct AuditRecord<'a> {
     pub policy_version: Option<&'a str>,
     pub auth_method: Option<&'static str>,
     pub token_id: Option<&'a str>,
+    /// Why authentication failed (the `reason` label of `gateway_authn_failures_total`), which
+    /// the caller is never told: every failure answers the same.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authn_failure_reason: Option<&'static str>,
     /// What a statement read, wrote, created, dropped or granted on, as the runtime authorized
     /// it: `[{"action": "SelectTable", "securable": "samples.tpch.lineitem"}]`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -104,6 +108,8 @@ pub(crate) struct Ending<'a> {
     pub ip_blocked: bool,
     /// Cedar allowed it (a failure after that, e.g. a 502, is still an allowed call).
     pub allowed: bool,
+    /// Why authentication failed, when it did.
+    pub authn_failure_reason: Option<&'static str>,
 }
 
 /// Builds the record of a finished request. `fallback_account` is used when the request never
@@ -163,6 +169,7 @@ pub(crate) fn build<'a>(
         policy_version: ctx.decision.as_ref().map(|d| d.policy_version.as_str()),
         auth_method: principal.map(|p| p.auth_method.as_str()),
         token_id: principal.and_then(|p| p.token_id.as_deref()),
+        authn_failure_reason: ending.authn_failure_reason,
         touched: touched(ctx.touched.as_deref()),
     }
 }

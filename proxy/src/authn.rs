@@ -3,9 +3,13 @@
 //! verified against its issuer's JWKS ([`oidc`]). Public routes (the host metadata) need no
 //! credentials and get the anonymous principal, whatever the request carries.
 //!
-//! Every failure is a 401 with a generic message; the precise reason only goes to logs and to
-//! the `gateway_authn_failures_total{reason}` metric. Failing to reach the control plane (or
-//! an issuer's JWKS) is a 503: never a reason to let a request in.
+//! Every failure is a 401 with one body and one set of headers, whatever went wrong, so a
+//! caller learns nothing about a token it holds (expired, revoked, never issued, for another
+//! workspace, a JWT from an unknown issuer or with a bad claim): only a request with no
+//! credentials at all is told so, as Databricks does. The precise reason goes to the log, the
+//! audit record (`authnFailureReason`) and the `gateway_authn_failures_total{reason}` metric.
+//! Failing to reach the control plane (or an issuer's JWKS) is a 503: never a reason to let a
+//! request in.
 
 mod oidc;
 mod pat;
@@ -47,6 +51,14 @@ pub(crate) enum AuthnError {
     BadSignature,
     #[error("JWT claims invalid: {0}")]
     Claims(String),
+    #[error("JWT is not typed as an access token (`typ` must be `at+jwt`)")]
+    TokenType,
+    #[error("JWT names critical header parameters (`crit`) the gateway does not understand")]
+    CriticalHeader,
+    #[error("JWT lifetime refused: {0}")]
+    Lifetime(&'static str),
+    #[error("JWT authorized party refused: {0}")]
+    AuthorizedParty(&'static str),
     #[error("principal `{0}` unknown")]
     UnknownPrincipal(String),
     #[error("control plane unavailable: {0}")]
@@ -71,6 +83,10 @@ impl AuthnError {
             AuthnError::UnknownKey => R::UnknownKey,
             AuthnError::BadSignature => R::BadSignature,
             AuthnError::Claims(_) => R::Claims,
+            AuthnError::TokenType => R::TokenType,
+            AuthnError::CriticalHeader => R::CriticalHeader,
+            AuthnError::Lifetime(_) => R::Lifetime,
+            AuthnError::AuthorizedParty(_) => R::AuthorizedParty,
             AuthnError::UnknownPrincipal(_) => R::UnknownPrincipal,
             AuthnError::Unavailable(_) => R::ControlUnavailable,
             AuthnError::JwksUnavailable(_) => R::JwksUnavailable,

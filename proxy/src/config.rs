@@ -169,10 +169,25 @@ pub struct OidcIssuer {
     /// The claim naming the principal (a user's `userName` or a service principal's
     /// application id).
     pub user_claim: String,
-    /// Clock skew tolerated on `exp` and `nbf`; at most 300.
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (a token issued further in the future
+    /// is refused); at most 300.
     pub clock_skew_secs: u64,
     /// A token with an unknown `kid` makes the gateway re-fetch the JWKS at most this often.
     pub jwks_refetch_interval_secs: u64,
+    /// Whether tokens must be explicitly typed as OAuth access tokens (RFC 9068 section 2.1:
+    /// header `typ` of `at+jwt` or `application/at+jwt`, any case). This is what keeps the
+    /// issuer's ID tokens, signed with the same keys, from being accepted as API tokens (RFC
+    /// 8725 section 3.11). Turn it off only for an issuer that cannot type its access tokens,
+    /// and then make sure none of `audiences` is a client id its ID tokens are issued to.
+    pub require_at_jwt_typ: bool,
+    /// The clients (`azp`) whose tokens are accepted. A token with several audiences must name
+    /// its `azp`, and it must be one of these, or of `audiences` when this is empty (OpenID
+    /// Connect Core 3.1.3.7). When set, a token with one audience that names an `azp` must
+    /// name one of these too.
+    pub authorized_parties: Vec<String>,
+    /// The longest lifetime accepted: `exp - iat`, or `exp` minus now for a token without
+    /// `iat`. Between 60 and 2592000 (30 days).
+    pub max_token_lifetime_secs: u64,
 }
 
 impl Default for OidcIssuer {
@@ -186,12 +201,20 @@ impl Default for OidcIssuer {
             user_claim: "sub".to_owned(),
             clock_skew_secs: 60,
             jwks_refetch_interval_secs: 60,
+            require_at_jwt_typ: true,
+            authorized_parties: Vec::new(),
+            max_token_lifetime_secs: DEFAULT_MAX_TOKEN_LIFETIME_SECS,
         }
     }
 }
 
 /// The largest clock skew an issuer may be given.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+/// An issuer's `max_token_lifetime_secs` unless set: a day, the longest access-token lifetime
+/// of the common identity providers' defaults.
+const DEFAULT_MAX_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+/// The bounds of `max_token_lifetime_secs`.
+const TOKEN_LIFETIME_RANGE_SECS: std::ops::RangeInclusive<u64> = 60..=30 * 24 * 3600;
 
 /// Algorithms a JWKS issuer may use, by name.
 const ASYMMETRIC_ALGORITHMS: [&str; 9] = [
@@ -375,6 +398,17 @@ impl OidcIssuer {
                 "{at}: `jwks_refetch_interval_secs` must be at least 1"
             ));
         }
+        if self.authorized_parties.iter().any(String::is_empty) {
+            problems.push(format!("{at}: `authorized_parties` holds an empty value"));
+        }
+        if !TOKEN_LIFETIME_RANGE_SECS.contains(&self.max_token_lifetime_secs) {
+            problems.push(format!(
+                "{at}: `max_token_lifetime_secs` is {}; it must be between {} and {}",
+                self.max_token_lifetime_secs,
+                TOKEN_LIFETIME_RANGE_SECS.start(),
+                TOKEN_LIFETIME_RANGE_SECS.end()
+            ));
+        }
     }
 }
 
@@ -479,6 +513,8 @@ mod tests {
                 audiences: vec![],
                 algorithms: vec!["none".into(), "HS256".into(), "RS999".into()],
                 clock_skew_secs: 301,
+                authorized_parties: vec![String::new()],
+                max_token_lifetime_secs: 10_000_000_000,
                 ..OidcIssuer::default()
             }],
             ..Config::default()
@@ -496,10 +532,12 @@ mod tests {
             "HS256",
             "RS999",
             "clock_skew_secs",
+            "authorized_parties",
+            "max_token_lifetime_secs",
         ] {
             assert!(all.contains(needle), "missing {needle} in {all}");
         }
-        assert_eq!(problems.len(), 10, "{all}");
+        assert_eq!(problems.len(), 12, "{all}");
     }
 
     #[test]

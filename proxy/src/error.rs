@@ -42,6 +42,15 @@ pub(crate) enum StageError {
     Shed(#[from] ShedError),
 }
 
+/// What every failed authentication is told, whatever the reason: telling an expired token
+/// from a revoked or never-issued one, or a JWT's bad claim from its bad signature, would
+/// make the gateway an oracle for token guessers. Databricks' own wording.
+pub(crate) const INVALID_TOKEN_MESSAGE: &str = "Invalid access token.";
+/// What a request without credentials is told (Databricks' wording). It reveals nothing the
+/// caller does not know: whether it sent an `Authorization` header.
+pub(crate) const NO_CREDENTIALS_MESSAGE: &str =
+    "Credential was not sent or was of an unsupported type for this API.";
+
 /// A gateway-side 503.
 fn unavailable() -> ApiError {
     ApiError::new(
@@ -66,6 +75,10 @@ impl StageError {
                     ApiError::new(C::BadRequest, "Ambiguous request framing")
                 }
                 AdmissionError::BadPath(_) => ApiError::new(C::BadRequest, "Invalid request path"),
+                AdmissionError::UnderscoreInHeaderName(_) => ApiError::new(
+                    C::BadRequest,
+                    "Header names with underscores are not accepted",
+                ),
                 AdmissionError::BodyTooLarge { limit } => ApiError::new(
                     C::PayloadTooLarge,
                     format!("Request body larger than {limit} bytes"),
@@ -113,11 +126,10 @@ impl StageError {
             },
             StageError::Authn(e) => match e {
                 AuthnError::Unavailable(_) | AuthnError::JwksUnavailable(_) => unavailable(),
-                AuthnError::Missing => ApiError::unauthenticated(
-                    "Credential was not sent or was of an unsupported type",
-                ),
-                AuthnError::Expired => ApiError::unauthenticated("Token expired"),
-                _ => ApiError::unauthenticated("Invalid access token"),
+                AuthnError::Missing => ApiError::unauthenticated(NO_CREDENTIALS_MESSAGE),
+                // Every other reason, present or future, reads the same; the reason itself
+                // goes to the audit record and the metric only.
+                _ => ApiError::unauthenticated(INVALID_TOKEN_MESSAGE),
             },
             StageError::Authz(e) => match e {
                 AuthzError::NoRoute { method, path } => ApiError::new(
@@ -206,6 +218,13 @@ pub(crate) fn error_response(err: &ApiError) -> Response<ProxyBody> {
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    if err.code == ErrorCode::Unauthenticated {
+        // A 401 names its scheme (RFC 9110 section 15.5.2). The same value for every reason
+        // (no RFC 6750 `error` attribute), so the headers tell no more than the body.
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
     response
 }
 
@@ -230,6 +249,41 @@ mod tests {
             (expired.status().as_u16(), expired.code.as_str()),
             (401, "UNAUTHENTICATED")
         );
+        // One body and one set of headers for every reason a credential was refused.
+        let refusals = [
+            AuthnError::Expired,
+            AuthnError::UnknownToken,
+            AuthnError::Malformed,
+            AuthnError::WrongWorkspace,
+            AuthnError::TokensDisabled,
+            AuthnError::UnknownIssuer,
+            AuthnError::Algorithm("HS256".into()),
+            AuthnError::UnknownKey,
+            AuthnError::BadSignature,
+            AuthnError::Claims("wrong audience".into()),
+            AuthnError::TokenType,
+            AuthnError::CriticalHeader,
+            AuthnError::Lifetime("issued in the future"),
+            AuthnError::AuthorizedParty("no `azp`"),
+            AuthnError::UnknownPrincipal("mallory".into()),
+        ];
+        for reason in refusals {
+            let why = reason.to_string();
+            let api = StageError::Authn(reason).to_api_error();
+            assert_eq!(
+                (api.code, api.message.as_str()),
+                (ErrorCode::Unauthenticated, INVALID_TOKEN_MESSAGE),
+                "{why}"
+            );
+            let response = error_response(&api);
+            assert_eq!(response.status(), 401, "{why}");
+            assert_eq!(response.headers().len(), 2, "{why}");
+            assert_eq!(response.headers()[header::WWW_AUTHENTICATE], "Bearer");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        }
+        let missing = StageError::Authn(AuthnError::Missing).to_api_error();
+        assert_eq!(missing.status(), 401);
+        assert_eq!(missing.message, NO_CREDENTIALS_MESSAGE);
         let secret = StageError::Forward(ForwardError::Internal("/etc/secret path".into()));
         assert!(!secret.to_api_error().message.contains("secret"));
         let response = error_response(

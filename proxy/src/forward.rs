@@ -1,14 +1,17 @@
 //! Stage 7, forwarding: the innermost service. It answers local routes itself and sends the
 //! rest to their upstream with a clean set of headers: hop-by-hop headers (and every header
-//! the `Connection` header names), the caller's `Authorization`, and anything in the
-//! `x-lakeward-` namespace the upstreams trust are removed; a signed identity assertion for
-//! that upstream's audience is added. Responses stream back; control-plane responses that
+//! the `Connection` header names), the caller's `Authorization`, anything in the
+//! `x-lakeward-` namespace the upstreams trust, and the client's proxy, client-address and
+//! method-override headers ([`crate::untrusted_headers`]) are removed; the gateway's own
+//! `X-Forwarded-For` and `X-Forwarded-Proto` and a signed identity assertion for that
+//! upstream's audience are added. Responses stream back; control-plane responses that
 //! announce a newer state refresh the gateway's caches before they are passed on.
 
 use crate::ctx::RequestCtx;
 use crate::exchange::{Exchange, Outcome, ProxyBody, RequestBody};
 use crate::route::Upstream;
 use crate::shared::Shared;
+use crate::untrusted_headers;
 use crate::upstream::{self, UpstreamError};
 use crate::well_known;
 use http::header::{self, HeaderName};
@@ -127,6 +130,7 @@ async fn forward(
 
     let mut headers = parts.headers;
     sanitize(&mut headers);
+    untrusted_headers::replace_forwarding_headers(&mut headers, ctx.client_ip);
     // Hyper sets these from the URI and the body; the client's copies must not leak through.
     for name in [header::HOST, header::CONTENT_LENGTH, header::EXPECT] {
         headers.remove(name);

@@ -24,8 +24,9 @@
 //!
 //! **Architecture invariants:** no route skips a stage; nothing is forwarded without an allow
 //! decision; the upstreams trust only the assertion, so every incoming `x-lakeward-*` header
-//! and `Authorization` are removed before forwarding; when the control plane cannot be
-//! reached the gateway refuses (503), it never guesses.
+//! and `Authorization` are removed before forwarding (and so are client-written
+//! `X-Forwarded-*`-style and method-override headers; underscored header names are refused);
+//! when the control plane cannot be reached the gateway refuses (503), it never guesses.
 //!
 //! **API boundary:** [`Config`], [`Gateway`] and [`GatewayDeps`]; everything else is private.
 
@@ -57,6 +58,7 @@ mod state;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 mod tls;
+mod untrusted_headers;
 mod upstream;
 mod well_known;
 mod workspace;

@@ -29,6 +29,10 @@ pub(crate) enum AuthnFailureReason {
     UnknownKey,
     BadSignature,
     Claims,
+    TokenType,
+    CriticalHeader,
+    Lifetime,
+    AuthorizedParty,
     UnknownPrincipal,
     ControlUnavailable,
     JwksUnavailable,
@@ -36,7 +40,7 @@ pub(crate) enum AuthnFailureReason {
 
 impl AuthnFailureReason {
     /// Every reason, for registering the metric's series up front.
-    pub(crate) const ALL: [AuthnFailureReason; 14] = {
+    pub(crate) const ALL: [AuthnFailureReason; 18] = {
         use AuthnFailureReason as R;
         [
             R::Missing,
@@ -50,6 +54,10 @@ impl AuthnFailureReason {
             R::UnknownKey,
             R::BadSignature,
             R::Claims,
+            R::TokenType,
+            R::CriticalHeader,
+            R::Lifetime,
+            R::AuthorizedParty,
             R::UnknownPrincipal,
             R::ControlUnavailable,
             R::JwksUnavailable,
@@ -71,6 +79,10 @@ impl AuthnFailureReason {
             R::UnknownKey => "unknown_key",
             R::BadSignature => "bad_signature",
             R::Claims => "claims",
+            R::TokenType => "token_type",
+            R::CriticalHeader => "critical_header",
+            R::Lifetime => "lifetime",
+            R::AuthorizedParty => "authorized_party",
             R::UnknownPrincipal => "unknown_principal",
             R::ControlUnavailable => "control_unavailable",
             R::JwksUnavailable => "jwks_unavailable",

@@ -127,7 +127,8 @@ async fn finish(shared: &Shared, outcome: Outcome<StageError>) -> Response<Proxy
     m.requests
         .with_label_values(&[action, decision, response.status().as_str()])
         .inc();
-    if let Some(reason) = error.as_ref().and_then(|(e, _)| e.authn_failure()) {
+    let authn_failure = error.as_ref().and_then(|(e, _)| e.authn_failure());
+    if let Some(reason) = authn_failure {
         m.authn_failures.with_label_values(&[reason.as_str()]).inc();
     }
     let own = ctx
@@ -148,6 +149,7 @@ async fn finish(shared: &Shared, outcome: Outcome<StageError>) -> Response<Proxy
         error_message: error.as_ref().map(|(_, api)| api.message.as_str()),
         ip_blocked: error.as_ref().is_some_and(|(e, _)| e.ip_blocked()),
         allowed,
+        authn_failure_reason: authn_failure.map(|r| r.as_str()),
     };
     let record = audit::build(&ctx, ending, fallback_account);
     // Mutating calls: the record is on disk before the caller hears back.

@@ -36,6 +36,7 @@ fn record(request_id: &str) -> AuditRecord<'_> {
         policy_version: None,
         auth_method: None,
         token_id: None,
+        authn_failure_reason: None,
         touched: touched(Some(
             "SelectTable samples.tpch.nation, ModifyTable main.default.t",
         )),

@@ -5,7 +5,14 @@
 //! and the key's `kty` (and `alg`, when the JWK names one) must belong to that algorithm's
 //! family, so an RSA public key can never be used as an HMAC secret. Only then is the
 //! signature verified, and `exp`, `nbf`, `iss` and `aud` are all required.
+//!
+//! Before any key is looked up, the header must name no critical extension (`crit`) and be
+//! typed as an access token (`typ: at+jwt`, RFC 9068), so an ID token of the same issuer is
+//! not an API credential; after the signature, `iat` may not lie in the future, the lifetime
+//! is bounded per issuer, and a token for several audiences must name an accepted `azp`
+//! ([`checks`]).
 
+mod checks;
 mod jwks;
 
 use super::AuthnError;
@@ -15,7 +22,7 @@ use crate::state::ControlState;
 use arc_swap::ArcSwap;
 use base64::Engine;
 use http::Uri;
-use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use jwks::JwksClient;
 use std::collections::HashMap;
@@ -61,6 +68,7 @@ struct KeySet {
 impl OidcVerifier {
     /// Builds the issuers of a validated config.
     pub(crate) fn new(issuers: &[OidcIssuer]) -> anyhow::Result<Self> {
+        lakeward_common::jwt_crypto::install();
         let mut map = HashMap::new();
         for config in issuers {
             let jwks_uri = check_jwks_url(&config.jwks_url).map_err(|e| anyhow::anyhow!(e))?;
@@ -95,6 +103,10 @@ impl OidcVerifier {
         state: &ControlState,
     ) -> Result<Principal, AuthnError> {
         let (header, claims) = unverified_parts(token)?;
+        if header.contains_key("crit") {
+            // Refused whatever the issuer: the gateway understands no extension.
+            return Err(AuthnError::CriticalHeader);
+        }
         let alg_name = header
             .get("alg")
             .and_then(|v| v.as_str())
@@ -110,15 +122,18 @@ impl OidcVerifier {
             .copied()
             .find(|a| format!("{a:?}") == alg_name)
             .ok_or_else(|| AuthnError::Algorithm(alg_name.to_owned()))?;
+        checks::check_header(&header, issuer.config.require_at_jwt_typ)?;
         let kid = header.get("kid").and_then(|v| v.as_str());
         let key = issuer.key(kid, alg).await?;
-        let claims = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
-            token,
-            &key,
-            &issuer.validation(alg),
-        )
-        .map_err(map_jwt_error)?
-        .claims;
+        lakeward_common::jwt_crypto::install();
+        let claims = jsonwebtoken::decode::<JsonObject>(token, &key, &issuer.validation(alg))
+            .map_err(map_jwt_error)?
+            .claims;
+        checks::check_claims(
+            &claims,
+            &issuer.config,
+            jsonwebtoken::get_current_timestamp(),
+        )?;
         let user = claims
             .get(&issuer.config.user_claim)
             .and_then(|v| v.as_str())
@@ -241,21 +256,38 @@ fn select<'a>(
     }
 }
 
-/// Whether a JWK may verify `alg`: its `kty` matches the algorithm family and its `alg`, if
-/// declared, is `alg`. Symmetric (`oct`) keys never fit.
+/// Whether a JWK may verify `alg`: its `kty` (and curve) matches the algorithm, its `alg`, if
+/// declared, is `alg`, and its `use` and `key_ops`, if declared, allow verifying signatures
+/// (RFC 7517 sections 4.2 and 4.3). Symmetric (`oct`) keys and unknown key types never fit.
 fn key_fits(jwk: &Jwk, alg: Algorithm) -> bool {
     use Algorithm::*;
     let family_ok = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => matches!(alg, RS256 | RS384 | RS512 | PS256 | PS384 | PS512),
-        AlgorithmParameters::EllipticCurve(_) => matches!(alg, ES256 | ES384),
-        AlgorithmParameters::OctetKeyPair(_) => matches!(alg, EdDSA),
-        AlgorithmParameters::OctetKey(_) => false,
+        AlgorithmParameters::EllipticCurve(ec) => matches!(
+            (alg, &ec.curve),
+            (ES256, EllipticCurve::P256) | (ES384, EllipticCurve::P384)
+        ),
+        AlgorithmParameters::OctetKeyPair(okp) => {
+            alg == EdDSA && okp.curve == EllipticCurve::Ed25519
+        }
+        // `oct`, unknown key types, and whatever later versions add: never.
+        _ => false,
     };
     let declared_ok = jwk
         .common
         .key_algorithm
         .is_none_or(|declared| declared.to_string() == format!("{alg:?}"));
-    family_ok && declared_ok
+    let use_ok = jwk
+        .common
+        .public_key_use
+        .as_ref()
+        .is_none_or(|u| *u == PublicKeyUse::Signature);
+    let ops_ok = jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_none_or(|ops| ops.contains(&KeyOperations::Verify));
+    family_ok && declared_ok && use_ok && ops_ok
 }
 
 fn decoding_key(jwk: &Jwk, alg: Algorithm) -> Result<DecodingKey, AuthnError> {
@@ -294,6 +326,7 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthnError {
         ErrorKind::InvalidAudience => AuthnError::Claims("wrong audience".to_owned()),
         ErrorKind::InvalidIssuer => AuthnError::Claims("wrong issuer".to_owned()),
         ErrorKind::MissingRequiredClaim(c) => AuthnError::Claims(format!("missing `{c}`")),
+        ErrorKind::InvalidClaimFormat(c) => AuthnError::Claims(format!("`{c}` of the wrong type")),
         _ => AuthnError::Malformed,
     }
 }
@@ -334,6 +367,26 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(select(&keys, None, Algorithm::RS256).unwrap().is_some());
+    }
+
+    #[test]
+    fn curve_use_and_operations_must_allow_verifying() {
+        let p256 = jwk(r#"{"kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}"#);
+        let p384 = jwk(r#"{"kty":"EC","crv":"P-384","x":"AQAB","y":"AQAB"}"#);
+        assert!(key_fits(&p256, Algorithm::ES256));
+        assert!(!key_fits(&p256, Algorithm::ES384));
+        assert!(key_fits(&p384, Algorithm::ES384));
+        assert!(!key_fits(&p384, Algorithm::ES256));
+        let ed = jwk(r#"{"kty":"OKP","crv":"Ed25519","x":"AQAB"}"#);
+        assert!(key_fits(&ed, Algorithm::EdDSA));
+        let for_signing = jwk(r#"{"kty":"RSA","n":"AQAB","e":"AQAB","use":"sig"}"#);
+        let for_encryption = jwk(r#"{"kty":"RSA","n":"AQAB","e":"AQAB","use":"enc"}"#);
+        let verify_op = jwk(r#"{"kty":"RSA","n":"AQAB","e":"AQAB","key_ops":["verify"]}"#);
+        let encrypt_op = jwk(r#"{"kty":"RSA","n":"AQAB","e":"AQAB","key_ops":["encrypt"]}"#);
+        assert!(key_fits(&for_signing, Algorithm::RS256));
+        assert!(!key_fits(&for_encryption, Algorithm::RS256));
+        assert!(key_fits(&verify_op, Algorithm::RS256));
+        assert!(!key_fits(&encrypt_op, Algorithm::RS256));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
 use std::path::Path;
@@ -81,7 +81,8 @@ impl JwksClient {
     }
 }
 
-/// Parses `{"keys": [...]}`, skipping keys that do not parse.
+/// Parses `{"keys": [...]}`, skipping keys that do not parse and keys of types jsonwebtoken
+/// cannot use.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
     #[derive(serde::Deserialize)]
     struct Set {
@@ -93,6 +94,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Vec<Jwk>, String> {
         .keys
         .into_iter()
         .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
+        .filter(|k| !matches!(k.algorithm, AlgorithmParameters::Other(_)))
         .collect())
 }
 
