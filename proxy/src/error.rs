@@ -59,6 +59,16 @@ impl StageError {
                 AdmissionError::AmbiguousFraming(_) => {
                     ApiError::new(C::BadRequest, "Ambiguous request framing")
                 }
+                AdmissionError::ChunkExtensionsTooLong { limit } => ApiError::new(
+                    C::BadRequest,
+                    format!("Chunk extensions longer than {limit} bytes"),
+                ),
+                AdmissionError::UnparseableFraming => {
+                    ApiError::new(C::BadRequest, "Invalid request framing")
+                }
+                AdmissionError::BadAuthority(_) => {
+                    ApiError::new(C::BadRequest, "Invalid Host header or request authority")
+                }
                 AdmissionError::BadPath(_) => ApiError::new(C::BadRequest, "Invalid request path"),
                 AdmissionError::BodyTooLarge { limit } => ApiError::new(
                     C::PayloadTooLarge,

@@ -134,7 +134,7 @@ async fn connection(
     let io = TokioIo::new(ConnIo {
         inner: tls,
         conn: conn.clone(),
-        guard: (!h2).then(|| FramingGuard::new(max_head)),
+        guard: (!h2).then(|| FramingGuard::new(max_head, limits.max_chunk_extension_bytes)),
     });
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -288,13 +288,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
             let fresh = buf.filled().get(before..).unwrap_or_default();
             if !fresh.is_empty() {
                 this.conn.touch();
-                if let Some(n) = this.guard.as_mut().and_then(|g| g.feed(fresh)) {
-                    let _ = this.conn.ambiguous_request.compare_exchange(
-                        0,
-                        n,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
+                if let Some(fault) = this.guard.as_mut().and_then(|g| g.feed(fresh)) {
+                    // The guard reports one fault per connection; the first one stands.
+                    let _ = this.conn.framing_fault.set(fault);
                 }
             }
         }
