@@ -142,6 +142,10 @@ impl StageError {
                     C::DeadlineExceeded,
                     "The upstream service did not answer in time",
                 ),
+                ForwardError::Upstream(UpstreamError::UnrequestedUpgrade) => ApiError::new(
+                    C::BadGateway,
+                    "The upstream service sent an invalid response",
+                ),
                 ForwardError::Upstream(_) => {
                     ApiError::new(C::BadGateway, "The upstream service is unavailable")
                 }
