@@ -63,6 +63,8 @@ pub struct Options {
     pub idle_timeout_secs: Option<u64>,
     /// Don't wait for readiness.
     pub no_wait: bool,
+    /// Adjusts the configuration last, for settings no other option covers.
+    pub configure: Option<fn(&mut Config)>,
     /// `Config::redis_url` and `Config::redis_channel`. The long-poll is then turned off, so
     /// that Redis is the only feed of changes made behind the gateway's back.
     pub redis: Option<(String, String)>,
@@ -294,6 +296,9 @@ impl TestGateway {
             jwks_refetch_interval_secs: 60,
             ..OidcIssuer::default()
         }];
+        if let Some(configure) = options.configure {
+            configure(&mut config);
+        }
         let deps = GatewayDeps {
             tls_cert_pem: cert_pem.into_bytes(),
             tls_key_pem: key_pem.into_bytes(),

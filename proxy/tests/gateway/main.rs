@@ -13,6 +13,7 @@ mod authn;
 mod authz;
 mod change_feed;
 mod forwarding;
+mod hardening_conn;
 mod limits;
 mod operations;
 mod routing;
