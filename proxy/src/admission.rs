@@ -1,4 +1,5 @@
-//! Stage 1, admission: size limits, framing, path normalization and the bounded body read.
+//! Stage 1, admission: size limits, framing, the authority, path normalization and the
+//! bounded body read.
 //! Everything here is local and cheap, so a request that breaks a limit costs the gateway
 //! almost nothing and never reaches an upstream.
 //!
@@ -7,20 +8,22 @@
 //! size, 431), and the connection-level ones in [`crate::server`]. This stage re-checks the
 //! header limits (HTTP/2 counts differently) and owns the rest.
 
+mod authority;
 pub(crate) mod framing;
 mod path;
 
 use crate::config::Limits;
+use crate::ctx::{ConnInfo, FramingFaultKind};
 use crate::exchange::{Exchange, RequestBody, Stage};
 use crate::shared::Shared;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use authority::AuthorityError;
 pub(crate) use path::PathError;
 
 /// Why admission refused a request.
@@ -36,6 +39,12 @@ pub(crate) enum AdmissionError {
     AmbiguousFraming(&'static str),
     #[error("header name `{0}` contains an underscore")]
     UnderscoreInHeaderName(http::HeaderName),
+    #[error("more than {limit} bytes of chunk extensions")]
+    ChunkExtensionsTooLong { limit: usize },
+    #[error("message framing the gateway cannot follow")]
+    UnparseableFraming,
+    #[error("bad authority: {0}")]
+    BadAuthority(#[from] AuthorityError),
     #[error("bad path: {0}")]
     BadPath(#[from] PathError),
     #[error("body larger than {limit} bytes")]
@@ -63,56 +72,85 @@ impl Stage for Admission {
 
     async fn run(&self, ex: &mut Exchange) -> Result<(), AdmissionError> {
         let limits = &self.shared.config.limits;
-        let ambiguous = ex.ctx.conn.ambiguous_request.load(Ordering::Acquire);
-        if ambiguous != 0 && ambiguous <= ex.ctx.ordinal {
-            // Everything after an ambiguous message on this connection is suspect too.
+        let result = admit(ex, limits).await;
+        if result
+            .as_ref()
+            .is_err_and(AdmissionError::condemns_connection)
+        {
+            // The bytes after this request cannot be trusted to be framed as hyper thinks.
             ex.ctx.close_connection = true;
-            return Err(AdmissionError::AmbiguousFraming(
-                "conflicting length headers",
-            ));
         }
-        check_headers(&ex.parts.headers, limits)?;
-        if let Some(name) = crate::untrusted_headers::underscored_name(&ex.parts.headers) {
-            return Err(AdmissionError::UnderscoreInHeaderName(name.clone()));
-        }
-        if let Err(e) = check_framing_headers(&ex.parts.headers) {
-            ex.ctx.close_connection = true;
-            return Err(e);
-        }
-        let target = ex
-            .parts
-            .uri
-            .path_and_query()
-            .map_or(0, |pq| pq.as_str().len());
-        if target > limits.max_uri_bytes {
-            return Err(AdmissionError::UriTooLong {
-                bytes: target,
-                limit: limits.max_uri_bytes,
-            });
-        }
-        ex.ctx.path = Some(path::normalize(ex.parts.uri.path())?);
+        result
+    }
+}
 
-        let declared = ex
-            .parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-            // Refused before a byte of the body is read.
-            ex.ctx.close_connection = true;
-            return Err(AdmissionError::BodyTooLarge {
-                limit: limits.max_body_bytes,
-            });
-        }
-        let body = read_body(&mut ex.body, limits).await.inspect_err(|e| {
-            if matches!(e, AdmissionError::BodyTooLarge { .. }) {
-                ex.ctx.close_connection = true;
+impl AdmissionError {
+    /// Whether the connection must close after this refusal: its framing cannot be trusted,
+    /// or a body too large is still on its way.
+    fn condemns_connection(&self) -> bool {
+        matches!(
+            self,
+            AdmissionError::AmbiguousFraming(_)
+                | AdmissionError::ChunkExtensionsTooLong { .. }
+                | AdmissionError::UnparseableFraming
+                | AdmissionError::BodyTooLarge { .. }
+        )
+    }
+}
+
+async fn admit(ex: &mut Exchange, limits: &Limits) -> Result<(), AdmissionError> {
+    framing_fault(&ex.ctx.conn, ex.ctx.ordinal, limits)?;
+    check_headers(&ex.parts.headers, limits)?;
+    if let Some(name) = crate::untrusted_headers::underscored_name(&ex.parts.headers) {
+        return Err(AdmissionError::UnderscoreInHeaderName(name.clone()));
+    }
+    check_framing_headers(&ex.parts.headers)?;
+    authority::check(&ex.parts)?;
+    let target = ex
+        .parts
+        .uri
+        .path_and_query()
+        .map_or(0, |pq| pq.as_str().len());
+    if target > limits.max_uri_bytes {
+        return Err(AdmissionError::UriTooLong {
+            bytes: target,
+            limit: limits.max_uri_bytes,
+        });
+    }
+    ex.ctx.path = Some(path::normalize(ex.parts.uri.path())?);
+
+    let declared = ex
+        .parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        // Refused before a byte of the body is read.
+        return Err(AdmissionError::BodyTooLarge {
+            limit: limits.max_body_bytes,
+        });
+    }
+    let body = read_body(&mut ex.body, limits, &ex.ctx.conn, ex.ctx.ordinal).await?;
+    ex.ctx.body = body.clone();
+    ex.body = RequestBody::Buffered(body);
+    Ok(())
+}
+
+/// The framing guard's verdict on this request: a fault found in it, or in one before it on
+/// the same connection (everything after such a message is suspect too).
+fn framing_fault(conn: &ConnInfo, ordinal: u64, limits: &Limits) -> Result<(), AdmissionError> {
+    match conn.framing_fault.get() {
+        Some(fault) if fault.request <= ordinal => Err(match fault.kind {
+            FramingFaultKind::Ambiguous => {
+                AdmissionError::AmbiguousFraming("conflicting length headers")
             }
-        })?;
-        ex.ctx.body = body.clone();
-        ex.body = RequestBody::Buffered(body);
-        Ok(())
+            FramingFaultKind::ChunkExtensionsTooLong => AdmissionError::ChunkExtensionsTooLong {
+                limit: limits.max_chunk_extension_bytes,
+            },
+            FramingFaultKind::Unparseable => AdmissionError::UnparseableFraming,
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -155,8 +193,15 @@ fn check_framing_headers(headers: &HeaderMap) -> Result<(), AdmissionError> {
     Ok(())
 }
 
-/// Reads the whole body within the size and time limits.
-async fn read_body(body: &mut RequestBody, limits: &Limits) -> Result<Bytes, AdmissionError> {
+/// Reads the whole body within the size and time limits. The framing guard reads every byte
+/// before hyper decodes it, so a fault in this body is known by the time its frame (or its
+/// end) arrives here.
+async fn read_body(
+    body: &mut RequestBody,
+    limits: &Limits,
+    conn: &ConnInfo,
+    ordinal: u64,
+) -> Result<Bytes, AdmissionError> {
     let mut streaming = match std::mem::replace(body, RequestBody::Buffered(Bytes::new())) {
         RequestBody::Buffered(bytes) => return Ok(bytes),
         RequestBody::Streaming(streaming) => streaming,
@@ -166,6 +211,7 @@ async fn read_body(body: &mut RequestBody, limits: &Limits) -> Result<Bytes, Adm
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut total = 0usize;
         while let Some(frame) = streaming.frame().await {
+            framing_fault(conn, ordinal, limits)?;
             let frame = frame.map_err(|e| AdmissionError::BodyRead(e.to_string()))?;
             // Trailers carry nothing the upstreams use; only data counts.
             if let Ok(data) = frame.into_data() {
@@ -176,6 +222,7 @@ async fn read_body(body: &mut RequestBody, limits: &Limits) -> Result<Bytes, Adm
                 chunks.push(data);
             }
         }
+        framing_fault(conn, ordinal, limits)?;
         Ok(match chunks.len() {
             0 => Bytes::new(),
             1 => chunks.pop().unwrap_or_default(),

@@ -129,6 +129,24 @@ pub struct Limits {
     pub tls_handshake_timeout_secs: u64,
     /// Open client connections; further connections are closed at once.
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client's /64), handshaking ones
+    /// included; further connections from it are closed at once. Counted by the TCP peer,
+    /// never by `X-Forwarded-For`, so behind a reverse proxy it bounds the proxy.
+    pub max_connections_per_address: usize,
+    /// Connections from one client address still in their TLS handshake; further connections
+    /// from it are closed at once. Keeps one address from holding the handshake window open.
+    pub max_handshakes_per_address: usize,
+    /// Chunk-extension bytes (after each `;`, up to the line end) in one chunked request
+    /// body. Over it: 400, and the connection is closed.
+    pub max_chunk_extension_bytes: usize,
+    /// After refusing a request the client may still be sending (431, 413, 414, 400), how
+    /// long at most the gateway keeps reading and discarding before it closes, so the client
+    /// reads the refusal instead of a reset (nginx's `lingering_time`). 0 closes at once.
+    pub lingering_time_secs: u64,
+    /// While lingering, how long a quiet client is waited for (nginx's `lingering_timeout`).
+    pub lingering_timeout_secs: u64,
+    /// While lingering, how many bytes at most are read and discarded.
+    pub lingering_max_bytes: usize,
     /// Concurrent HTTP/2 streams per connection.
     pub max_concurrent_streams: u32,
 }
@@ -145,6 +163,12 @@ impl Default for Limits {
             idle_timeout_secs: 60,
             tls_handshake_timeout_secs: 10,
             max_connections: 4096,
+            max_connections_per_address: 256,
+            max_handshakes_per_address: 32,
+            max_chunk_extension_bytes: 4096,
+            lingering_time_secs: 30,
+            lingering_timeout_secs: 5,
+            lingering_max_bytes: 16 * 1024 * 1024,
             max_concurrent_streams: 100,
         }
     }
@@ -343,7 +367,36 @@ impl Limits {
                 10_000,
             ),
         ];
-        for (name, value, min, max) in ranges {
+        // The connection layer's own bounds; hyper refuses 16 KiB of chunk extensions itself.
+        let connection: [(&str, u64, u64, u64); 6] = [
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "max_handshakes_per_address",
+                self.max_handshakes_per_address as u64,
+                1,
+                1 << 20,
+            ),
+            (
+                "max_chunk_extension_bytes",
+                self.max_chunk_extension_bytes as u64,
+                0,
+                16_000,
+            ),
+            ("lingering_time_secs", self.lingering_time_secs, 0, 300),
+            ("lingering_timeout_secs", self.lingering_timeout_secs, 1, 60),
+            (
+                "lingering_max_bytes",
+                self.lingering_max_bytes as u64,
+                0,
+                1 << 30,
+            ),
+        ];
+        for (name, value, min, max) in ranges.into_iter().chain(connection) {
             if !(min..=max).contains(&value) {
                 problems.push(format!(
                     "`limits.{name}` is {value}; it must be between {min} and {max}"
@@ -625,6 +678,48 @@ mod tests {
         ] {
             assert!(parse_trusted_proxy(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn connection_hardening_defaults_and_bounds() {
+        let limits = Limits::default();
+        assert_eq!(
+            (
+                limits.max_connections_per_address,
+                limits.max_handshakes_per_address,
+                limits.max_chunk_extension_bytes,
+            ),
+            (256, 32, 4096)
+        );
+        assert_eq!(
+            (
+                limits.lingering_time_secs,
+                limits.lingering_timeout_secs,
+                limits.lingering_max_bytes,
+            ),
+            (30, 5, 16 << 20)
+        );
+        let config = Config {
+            limits: Limits {
+                max_connections_per_address: 0,
+                max_handshakes_per_address: 0,
+                max_chunk_extension_bytes: 20_000,
+                lingering_timeout_secs: 0,
+                ..Limits::default()
+            },
+            ..Config::default()
+        };
+        let problems = config.validate().unwrap_err();
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        let off = Config {
+            limits: Limits {
+                lingering_time_secs: 0,
+                max_chunk_extension_bytes: 0,
+                ..Limits::default()
+            },
+            ..Config::default()
+        };
+        assert_eq!(off.validate(), Ok(()));
     }
 
     #[test]

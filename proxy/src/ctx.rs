@@ -9,7 +9,7 @@ use lakeward_common::assertion::PrincipalKind;
 use lakeward_common::internal::{GroupRecord, PrincipalRecord};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the gateway knows about one client connection.
@@ -21,9 +21,9 @@ pub(crate) struct ConnInfo {
     pub sni: Option<String>,
     /// HTTP/2 (by ALPN) rather than HTTP/1.1.
     pub h2: bool,
-    /// Set by the HTTP/1 framing guard: the number (from 1) of the first request on this
-    /// connection whose framing was ambiguous; 0 when none was.
-    pub ambiguous_request: AtomicU64,
+    /// Set by the HTTP/1 framing guard: the first request on this connection whose bytes it
+    /// could not vouch for. That request and every later one on the connection are refused.
+    pub framing_fault: OnceLock<FramingFault>,
     /// Requests seen so far; gives each request its number on the connection.
     requests: AtomicU64,
     /// Requests whose response head has not been produced yet (the idle timer waits for 0).
@@ -40,7 +40,7 @@ impl ConnInfo {
             peer,
             sni,
             h2,
-            ambiguous_request: AtomicU64::new(0),
+            framing_fault: OnceLock::new(),
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_activity_ms: AtomicU64::new(0),
@@ -65,6 +65,26 @@ impl ConnInfo {
         let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
         self.opened.elapsed().saturating_sub(last)
     }
+}
+
+/// A request whose HTTP/1 framing the guard found unsafe to pass on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FramingFault {
+    /// The request's number on its connection (from 1).
+    pub request: u64,
+    pub kind: FramingFaultKind,
+}
+
+/// What was wrong with a request's framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FramingFaultKind {
+    /// Both `Content-Length` and `Transfer-Encoding`, or more than one length.
+    Ambiguous,
+    /// More chunk-extension bytes in one body than the limit allows.
+    ChunkExtensionsTooLong,
+    /// Bytes the guard cannot follow (hyper refuses them too; refusing here keeps the guard
+    /// from ever losing its place while hyper goes on).
+    Unparseable,
 }
 
 /// Whom a request addresses.

@@ -74,6 +74,16 @@ impl StageError {
                 AdmissionError::AmbiguousFraming(_) => {
                     ApiError::new(C::BadRequest, "Ambiguous request framing")
                 }
+                AdmissionError::ChunkExtensionsTooLong { limit } => ApiError::new(
+                    C::BadRequest,
+                    format!("Chunk extensions longer than {limit} bytes"),
+                ),
+                AdmissionError::UnparseableFraming => {
+                    ApiError::new(C::BadRequest, "Invalid request framing")
+                }
+                AdmissionError::BadAuthority(_) => {
+                    ApiError::new(C::BadRequest, "Invalid Host header or request authority")
+                }
                 AdmissionError::BadPath(_) => ApiError::new(C::BadRequest, "Invalid request path"),
                 AdmissionError::UnderscoreInHeaderName(_) => ApiError::new(
                     C::BadRequest,
@@ -149,6 +159,10 @@ impl StageError {
                 ForwardError::Upstream(UpstreamError::Timeout(_)) => ApiError::new(
                     C::DeadlineExceeded,
                     "The upstream service did not answer in time",
+                ),
+                ForwardError::Upstream(UpstreamError::UnrequestedUpgrade) => ApiError::new(
+                    C::BadGateway,
+                    "The upstream service sent an invalid response",
                 ),
                 ForwardError::Upstream(_) => {
                     ApiError::new(C::BadGateway, "The upstream service is unavailable")

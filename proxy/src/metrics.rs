@@ -110,6 +110,8 @@ pub(crate) struct GatewayMetrics {
     pub connections_open: IntGauge,
     /// Connections closed at once: over the connection limit.
     pub connections_refused: IntCounter,
+    /// Connections closed at once: their address had too many open or handshaking.
+    pub connections_refused_per_address: IntCounter,
     pub tls_handshake_failures: IntCounter,
     pub audit_write_failures: IntCounter,
     pub snapshot_version: IntGauge,
@@ -188,6 +190,10 @@ impl GatewayMetrics {
                 "gateway_connections_refused_total",
                 "Connections closed at once because the connection limit was reached.",
             )?,
+            connections_refused_per_address: IntCounter::new(
+                "gateway_connections_refused_per_address_total",
+                "Connections closed at once because their client address had too many open or in their TLS handshake.",
+            )?,
             tls_handshake_failures: IntCounter::new(
                 "gateway_tls_handshake_failures_total",
                 "TLS handshakes that failed or timed out.",
@@ -244,6 +250,7 @@ impl GatewayMetrics {
         registry.register(Box::new(metrics.policy_reload_failures.clone()))?;
         registry.register(Box::new(metrics.connections_open.clone()))?;
         registry.register(Box::new(metrics.connections_refused.clone()))?;
+        registry.register(Box::new(metrics.connections_refused_per_address.clone()))?;
         registry.register(Box::new(metrics.tls_handshake_failures.clone()))?;
         registry.register(Box::new(metrics.audit_write_failures.clone()))?;
         registry.register(Box::new(metrics.snapshot_version.clone()))?;

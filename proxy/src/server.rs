@@ -1,7 +1,11 @@
-//! The TLS listener and the connections it accepts: the connection limit, the TLS handshake
-//! timeout, HTTP/1.1 or HTTP/2 by ALPN with hyper's own limits configured, the idle timeout,
-//! and graceful shutdown. Each request is handed to the stack the gateway built (the outer
-//! layer around the pipeline).
+//! The TLS listener and the connections it accepts: the connection limit and the per-address
+//! caps (`peers`), the TLS handshake timeout, HTTP/1.1 or HTTP/2 by ALPN with hyper's own
+//! limits configured, the idle timeout, the lingering close (`linger`), and graceful
+//! shutdown. Each request is handed to the stack the gateway built (the outer layer around
+//! the pipeline).
+
+mod linger;
+mod peers;
 
 use crate::admission::framing::FramingGuard;
 use crate::ctx::{ConnInfo, RequestCtx};
@@ -28,6 +32,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use linger::{linger, Returned, ReturningTcp};
+use peers::{PeerLimits, PeerSlot};
+
 /// hyper's default HTTP/1 read buffer; raised only when the header limit needs more.
 const DEFAULT_MAX_BUF: usize = 400 * 1024;
 /// How long an idle connection asked to close may take before it is dropped.
@@ -41,7 +48,12 @@ pub(crate) async fn serve(
     stack: ObserveService<Pipeline>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(shared.config.limits.max_connections));
+    let limits = &shared.config.limits;
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = PeerLimits::new(
+        limits.max_connections_per_address,
+        limits.max_handshakes_per_address,
+    );
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -57,6 +69,16 @@ pub(crate) async fn serve(
                         continue;
                     }
                 };
+                // Per address first: a flood from one address must not use up global slots.
+                let slot = match peers.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(cap) => {
+                        shared.metrics.connections_refused_per_address.inc();
+                        tracing::debug!(%peer, ?cap, "per-address connection cap reached");
+                        drop(tcp);
+                        continue;
+                    }
+                };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     shared.metrics.connections_refused.inc();
                     drop(tcp);
@@ -69,7 +91,7 @@ pub(crate) async fn serve(
                     shared.clone(),
                     stack.clone(),
                     shutdown.clone(),
-                    permit,
+                    (permit, slot),
                 ));
             }
         }
@@ -103,14 +125,18 @@ async fn connection(
     shared: Arc<Shared>,
     stack: ObserveService<Pipeline>,
     mut shutdown: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
+    // Held until the connection is gone, lingering included.
+    (_permit, mut slot): (OwnedSemaphorePermit, PeerSlot),
 ) {
     shared.metrics.connections_open.inc();
     let _open = OpenConnection(shared.metrics.connections_open.clone());
     let _ = tcp.set_nodelay(true);
     let limits = &shared.config.limits;
+    let (tcp, mut returned) = ReturningTcp::new(tcp);
     let handshake = Duration::from_secs(limits.tls_handshake_timeout_secs);
-    let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+    let accepted = tokio::time::timeout(handshake, acceptor.accept(tcp)).await;
+    slot.handshake_done();
+    let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             shared.metrics.tls_handshake_failures.inc();
@@ -134,7 +160,7 @@ async fn connection(
     let io = TokioIo::new(ConnIo {
         inner: tls,
         conn: conn.clone(),
-        guard: (!h2).then(|| FramingGuard::new(max_head)),
+        guard: (!h2).then(|| FramingGuard::new(max_head, limits.max_chunk_extension_bytes)),
     });
     let service_conn = conn.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -153,7 +179,7 @@ async fn connection(
         }
     });
     let idle = Duration::from_secs(limits.idle_timeout_secs);
-    if h2 {
+    let ending = if h2 {
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -171,7 +197,7 @@ async fn connection(
             idle,
             &mut shutdown,
         )
-        .await;
+        .await
     } else {
         let mut builder = http1::Builder::new();
         builder
@@ -190,13 +216,40 @@ async fn connection(
             idle,
             &mut shutdown,
         )
-        .await;
+        .await
+    };
+    // hyper has dropped the stream by now, and with it handed the TCP stream back.
+    if let (
+        Ending::Closed,
+        Ok(Returned {
+            stream,
+            client_finished: false,
+        }),
+    ) = (ending, returned.try_recv())
+    {
+        let discarded = linger(stream, limits).await;
+        tracing::trace!(peer = %conn.peer, discarded, "lingering close done");
     }
+}
+
+/// How a connection's HTTP serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// The client closed, or hyper did (after an error, or a response that closes): the
+    /// client may still be sending.
+    Closed,
+    /// The gateway wound it down while it was idle or shutting down: nothing to wait for.
+    Drained,
 }
 
 /// Serves one connection until it ends. Shutdown, or being idle too long, asks it to finish
 /// gracefully (HTTP/2: GOAWAY); an idle connection that does not finish soon is dropped.
-async fn drive<C>(conn: C, info: &ConnInfo, idle: Duration, shutdown: &mut watch::Receiver<bool>)
+async fn drive<C>(
+    conn: C,
+    info: &ConnInfo,
+    idle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Ending
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
@@ -213,7 +266,7 @@ where
                 if let Err(e) = result {
                     tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
                 }
-                return;
+                return if draining { Ending::Drained } else { Ending::Closed };
             }
             _ = shutdown.changed(), if !draining => {
                 draining = true;
@@ -225,7 +278,7 @@ where
                 conn.as_mut().graceful_shutdown();
                 give_up = Some(tokio::time::Instant::now() + IDLE_CLOSE_GRACE);
             }
-            () = sleep_until(give_up) => return,
+            () = sleep_until(give_up) => return Ending::Drained,
         }
     }
 }
@@ -288,13 +341,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ConnIo<S> {
             let fresh = buf.filled().get(before..).unwrap_or_default();
             if !fresh.is_empty() {
                 this.conn.touch();
-                if let Some(n) = this.guard.as_mut().and_then(|g| g.feed(fresh)) {
-                    let _ = this.conn.ambiguous_request.compare_exchange(
-                        0,
-                        n,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    );
+                if let Some(fault) = this.guard.as_mut().and_then(|g| g.feed(fresh)) {
+                    // The guard reports one fault per connection; the first one stands.
+                    let _ = this.conn.framing_fault.set(fault);
                 }
             }
         }

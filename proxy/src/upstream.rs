@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
+use http::{Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -39,9 +39,15 @@ pub(crate) enum UpstreamError {
     Timeout(Duration),
     #[error("request failed: {0}")]
     Other(String),
+    /// `101 Switching Protocols`, though the gateway never asks for an upgrade (it strips
+    /// `Upgrade` and `Connection` from every request): relaying it would hand the client a
+    /// raw connection to the upstream.
+    #[error("101 Switching Protocols to a request that asked for no upgrade")]
+    UnrequestedUpgrade,
 }
 
 /// Sends `req` and waits at most `timeout` for the response head. The body streams after.
+/// A `101` is refused: no request the gateway sends asks to switch protocols.
 pub(crate) async fn send(
     client: &HttpClient,
     req: Request<Full<Bytes>>,
@@ -51,6 +57,10 @@ pub(crate) async fn send(
         Err(_) => Err(UpstreamError::Timeout(timeout)),
         Ok(Err(e)) if e.is_connect() => Err(UpstreamError::Connect(error_chain(&e))),
         Ok(Err(e)) => Err(UpstreamError::Other(error_chain(&e))),
+        // Dropped here, the upgraded connection goes with it; the pool never reuses it.
+        Ok(Ok(response)) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            Err(UpstreamError::UnrequestedUpgrade)
+        }
         Ok(Ok(response)) => Ok(response),
     }
 }

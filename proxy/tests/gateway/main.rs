@@ -14,6 +14,7 @@ mod authz;
 mod change_feed;
 mod forwarding;
 mod hardening_auth;
+mod hardening_conn;
 mod limits;
 mod operations;
 mod overload;

@@ -312,7 +312,8 @@ async fn control_answer(model: &SharedModel, rec: Recorded) -> Response<Full<Byt
     response
 }
 
-/// The mock runtime: answers everything, sleeps on `.../statements/slow`.
+/// The mock runtime: answers everything, sleeps on `.../statements/slow`, and switches
+/// protocols on `.../statements/switch` whatever it was asked.
 pub async fn runtime(key: AssertionKey) -> MockServer {
     let handler: Handler = Arc::new(|rec: Recorded| {
         Box::pin(async move {
@@ -321,6 +322,14 @@ pub async fn runtime(key: AssertionKey) -> MockServer {
             }
             if rec.path.ends_with("/statements/slow") {
                 tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            if rec.path.ends_with("/statements/switch") {
+                return Response::builder()
+                    .status(StatusCode::SWITCHING_PROTOCOLS)
+                    .header("connection", "upgrade")
+                    .header("upgrade", "websocket")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
             }
             let mut response = json(
                 StatusCode::OK,
