@@ -10,9 +10,15 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// `f` on top of per-address caps that all of a test's clients fit under: they all come from
+/// 127.0.0.1, and these tests are about the global bounds.
 fn configured(f: impl Fn(&mut Config) + Send + Sync + 'static) -> Options {
     Options {
-        configure: Some(Box::new(f)),
+        configure: Some(Box::new(move |config| {
+            config.limits.max_connections_per_address = 10_000;
+            config.limits.max_handshakes_per_address = 10_000;
+            f(config);
+        })),
         ..Options::default()
     }
 }
