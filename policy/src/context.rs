@@ -85,3 +85,6 @@ pub(crate) fn direct(
     }
     Ok(Context::from(ast::Context::Value(Arc::new(record))))
 }
+
+#[cfg(test)]
+mod tests;

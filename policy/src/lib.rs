@@ -20,6 +20,10 @@ mod quick_hash;
 mod request;
 mod schema_actions;
 mod scope_index;
+#[cfg(test)]
+mod test_policies;
+#[cfg(test)]
+mod test_rng;
 mod validation;
 
 pub use check::{check, validate_dir, ValidationReport};

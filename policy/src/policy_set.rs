@@ -6,10 +6,6 @@ use crate::request::{self, AuthzRequest, Vocabulary};
 use crate::scope_index::ScopeIndex;
 use crate::validation::validate;
 use cedar_policy::{Authorizer, Entities, PolicySet, Request, Schema};
-use cedar_policy_core::ast::{Effect, Literal, PartialValue, ValueKind};
-use cedar_policy_core::authorizer::AuthorizationError as CoreAuthorizationError;
-use cedar_policy_core::evaluator::Evaluator;
-use cedar_policy_core::extensions::Extensions;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -302,55 +298,13 @@ impl PolicyBundle {
         Decision::of(allows, determining_policies, errors)
     }
 
-    /// Cedar over the slice: the policies whose scope can match (see `scope_index`), each
-    /// evaluated by Cedar's evaluator, the outcomes combined by the rule of Cedar's authorizer
-    /// (`Authorizer::is_authorized_core`, which only takes a whole `PolicySet`): a satisfied
-    /// `forbid` denies and the satisfied forbids determine; otherwise the satisfied `permit`s
-    /// allow and determine; a policy that fails to evaluate is skipped and reported.
-    /// Building a `PolicySet` per request, or asking the authorizer once per bucket, cost more
-    /// than evaluating the slice (see the benchmark's notes in ARCHITECTURE.md).
+    /// Cedar over the slice: the policies whose scope can match (see `scope_index`).
     fn decide_sliced(&self, request: &Request, entities: &Entities) -> Decision {
-        let evaluator = Evaluator::new(
-            request.as_ref().clone(),
-            entities.as_ref(),
-            Extensions::all_available(),
-        );
-        let (mut permits, mut forbids, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-        for indexed in self.inner.index.slice(request, entities) {
-            let policy = &indexed.policy;
-            // `Evaluator::partial_evaluate(policy)`, over the condition built once.
-            let outcome = match evaluator.partial_interpret(&indexed.condition, policy.env()) {
-                Ok(PartialValue::Value(value)) => match value.value_kind() {
-                    ValueKind::Lit(Literal::Bool(satisfied)) => Ok(*satisfied),
-                    // A condition is a conjunction, which is a boolean or an error; were it
-                    // not, Cedar's own evaluation says what it is.
-                    _ => evaluator
-                        .partial_evaluate(policy)
-                        .map(|o| o.left().unwrap_or(false)),
-                },
-                // A residual needs an unknown, which a request built here never holds; were
-                // there one, Cedar's authorizer is the authority.
-                Ok(PartialValue::Residual(_)) => return self.decide_whole(request, entities),
-                Err(error) => Err(error),
-            };
-            match outcome {
-                Ok(true) => match policy.effect() {
-                    Effect::Permit => permits.push(policy.id().to_string()),
-                    Effect::Forbid => forbids.push(policy.id().to_string()),
-                },
-                Ok(false) => {}
-                Err(error) => {
-                    let id = policy.id().clone();
-                    let error = CoreAuthorizationError::PolicyEvaluationError { id, error };
-                    errors.push(cedar_policy::AuthorizationError::from(error).to_string());
-                }
-            }
-        }
-        if forbids.is_empty() {
-            let allows = !permits.is_empty();
-            Decision::of(allows, permits, errors)
-        } else {
-            Decision::of(false, forbids, errors)
+        match self.inner.index.evaluate(request, entities) {
+            Some(outcome) => Decision::of(outcome.allows, outcome.determining, outcome.errors),
+            // Only a request with unknowns (never built here) gives no outcome; Cedar's
+            // authorizer is the authority on those.
+            None => self.decide_whole(request, entities),
         }
     }
 }
@@ -372,5 +326,7 @@ impl Decision {
     }
 }
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;

@@ -36,7 +36,9 @@ impl Hasher for QuickHasher {
         let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut word = [0u8; 8];
-            word.get_mut(..rest.len()).map(|w| w.copy_from_slice(rest));
+            if let Some(w) = word.get_mut(..rest.len()) {
+                w.copy_from_slice(rest);
+            }
             self.add(u64::from_le_bytes(word));
         }
     }

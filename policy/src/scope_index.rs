@@ -22,7 +22,10 @@ use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint,
     Request, ResourceConstraint,
 };
-use cedar_policy_core::ast;
+use cedar_policy_core::ast::{self, Effect, Literal, PartialValue, ValueKind};
+use cedar_policy_core::authorizer::AuthorizationError as CoreAuthorizationError;
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -36,6 +39,15 @@ pub(crate) struct ScopeIndex {
     principal: Slot,
     action: Slot,
     resource: Slot,
+}
+
+/// Cedar's answer: whether it allows, the policies that determined it, the policies that
+/// failed to evaluate (with why).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) allows: bool,
+    pub(crate) determining: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// One policy, in the forms a decision uses.
@@ -251,10 +263,65 @@ impl ScopeIndex {
             .collect()
     }
 
-    /// Every policy: what the whole set is, in the index's form.
-    #[cfg(test)]
-    pub(crate) fn all(&self) -> &[Indexed] {
-        &self.policies
+    /// What Cedar's authorizer answers over the whole set, found over the slice: each policy
+    /// of the slice evaluated by Cedar's evaluator, the outcomes combined by the rule of
+    /// Cedar's authorizer (`Authorizer::is_authorized_core`, which only takes a whole
+    /// `PolicySet`): a satisfied `forbid` denies and the satisfied forbids determine;
+    /// otherwise the satisfied `permit`s allow and determine; a policy that fails to evaluate
+    /// is skipped and its error reported. Asking the authorizer once per bucket, or building a
+    /// `PolicySet` of the slice per request, cost more than the evaluations themselves.
+    ///
+    /// `None` when a policy evaluates to a residual, which needs an unknown in the request
+    /// (never built here): then only the authorizer can answer.
+    pub(crate) fn evaluate(&self, request: &Request, entities: &Entities) -> Option<Outcome> {
+        let evaluator = Evaluator::new(
+            request.as_ref().clone(),
+            entities.as_ref(),
+            Extensions::all_available(),
+        );
+        let (mut permits, mut forbids, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        for indexed in self.slice(request, entities) {
+            let policy = &indexed.policy;
+            // `Evaluator::partial_evaluate(policy)`, over the condition built once.
+            let outcome = match evaluator.partial_interpret(&indexed.condition, policy.env()) {
+                Ok(PartialValue::Value(value)) => match value.value_kind() {
+                    ValueKind::Lit(Literal::Bool(satisfied)) => Ok(*satisfied),
+                    // A condition is a conjunction, a boolean or an error; were it not,
+                    // Cedar's own evaluation of the policy says what it is.
+                    _ => match evaluator.partial_evaluate(policy) {
+                        Ok(evaluated) => Ok(evaluated.left()?),
+                        Err(error) => Err(error),
+                    },
+                },
+                Ok(PartialValue::Residual(_)) => return None,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Ok(true) => match policy.effect() {
+                    Effect::Permit => permits.push(policy.id().to_string()),
+                    Effect::Forbid => forbids.push(policy.id().to_string()),
+                },
+                Ok(false) => {}
+                Err(error) => {
+                    let id = policy.id().clone();
+                    let error = CoreAuthorizationError::PolicyEvaluationError { id, error };
+                    errors.push(cedar_policy::AuthorizationError::from(error).to_string());
+                }
+            }
+        }
+        Some(if forbids.is_empty() {
+            Outcome {
+                allows: !permits.is_empty(),
+                determining: permits,
+                errors,
+            }
+        } else {
+            Outcome {
+                allows: false,
+                determining: forbids,
+                errors,
+            }
+        })
     }
 
     /// How many buckets the set was filed into (the unscoped one included).

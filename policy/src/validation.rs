@@ -15,8 +15,8 @@
 //! action test is typed false, so the rest is not checked, and such an environment neither
 //! errs nor counts for "this policy applies to nothing". A group whose reduced validation
 //! reports any error is validated again against the whole schema, so that the errors
-//! reported are always exactly Cedar's own; [`validate_whole`], the plain validation of the
-//! whole set, is kept as the oracle the tests compare with.
+//! reported are always exactly Cedar's own. The tests compare with Cedar's validation of the
+//! whole set against the whole schema.
 
 use crate::error::{Located, PolicyError, PolicyWarning};
 use crate::load::Parsed;
@@ -41,18 +41,6 @@ pub(crate) fn validate(
 ) {
     let results = validate_grouped(schema, schema_text, &parsed.set, SAVING_WORTH_A_SCHEMA);
     report(&results, parsed, errors, warnings);
-}
-
-/// Cedar's validation of the whole set against the whole schema: the oracle.
-#[cfg(test)]
-pub(crate) fn validate_whole(
-    schema: &Schema,
-    parsed: &Parsed<'_>,
-    errors: &mut Vec<PolicyError>,
-    warnings: &mut Vec<PolicyWarning>,
-) {
-    let result = Validator::new(schema.clone()).validate(&parsed.set, ValidationMode::Strict);
-    report(&[result], parsed, errors, warnings);
 }
 
 fn report(
@@ -254,3 +242,6 @@ fn fold_same_position(mut items: Vec<Located>) -> Vec<Located> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests;
