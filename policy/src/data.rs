@@ -8,12 +8,15 @@
 //! into decisions, so an administrator can still `forbid` what a grant would allow
 //! (`resource in Lakeward::Schema::"main.hr"`, say).
 
-use crate::error::chain;
-use crate::policy_set::{Decision, PolicyBundle};
-use crate::request::{self, AuthzRequest, PrincipalInput, ResourceInput};
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityUid, Request, RestrictedExpression};
+use crate::context::{self, Field};
+use crate::entity_store::{self, AttrValue, EntitySpec};
+use crate::policy_set::{Decision, Evaluation, PolicyBundle};
+use crate::request::{
+    self, checked_request, AuthzRequest, PrincipalInput, ResourceInput, ResourceShape, Shape,
+};
+use cedar_policy::{Entities, EntityId, EntityUid, Request};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 /// A catalog, schema or table, by its (lower-case) names.
@@ -111,24 +114,34 @@ impl PolicyBundle {
     /// unknown action, a schema without the catalog types) is a deny with the reason in
     /// [`Decision::errors`].
     pub fn authorize_data(&self, request: &DataAuthzRequest) -> Decision {
-        match self.build_data(request) {
-            Ok((req, entities)) => self.decide(&req, &entities),
+        self.authorize_data_with(request, Evaluation::Sliced)
+    }
+
+    /// [`Self::authorize_data`] over the policies `evaluation` says: what the differential
+    /// test compares.
+    pub fn authorize_data_with(
+        &self,
+        request: &DataAuthzRequest,
+        evaluation: Evaluation,
+    ) -> Decision {
+        match self.build_data(request, evaluation) {
+            Ok((req, entities)) => self.decide_with(&req, &entities, evaluation),
             Err(error) => Decision::deny_with_error(error),
         }
     }
 
-    fn build_data(&self, req: &DataAuthzRequest) -> Result<(Request, Entities), String> {
+    fn build_data(
+        &self,
+        req: &DataAuthzRequest,
+        evaluation: Evaluation,
+    ) -> Result<(Request, Entities), String> {
         let vocab = self.vocabulary();
         let data = vocab.data.as_ref().ok_or_else(|| {
             "the policy schema declares no Lakeward::Catalog, Schema and Table; data access is \
              denied"
                 .to_owned()
         })?;
-        let (action, action_entity) = vocab
-            .actions
-            .get(&req.action)
-            .ok_or_else(|| format!("unknown action `{}`", req.action))?
-            .clone();
+        let action = vocab.action(&req.action)?;
         // The principal, its groups and the workspace, exactly as for a gateway request.
         let as_gateway = AuthzRequest {
             principal: req.principal.clone(),
@@ -159,39 +172,57 @@ impl PolicyBundle {
             };
             let me =
                 EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(securable.full_name()));
-            let attrs: HashMap<String, RestrictedExpression> = HashMap::from([(
-                "name".to_owned(),
-                RestrictedExpression::new_string(name.clone()),
-            )]);
             entities.push(
-                Entity::new(me.clone(), attrs, HashSet::from([parent.clone()]))
-                    .map_err(|e| chain(&e))?,
+                EntitySpec::new(me.clone(), vec![parent.clone()])
+                    .with("name", AttrValue::String(name.clone())),
             );
             parent = me.clone();
             resource = Some(me);
         }
         let resource = resource.ok_or_else(|| "no securable".to_owned())?;
 
-        let mut context = request::context_pairs(&as_gateway, Some(workspace), built.account);
-        context.push((
-            "privileges".to_owned(),
-            RestrictedExpression::new_set(
-                req.privileges
-                    .iter()
-                    .map(|p| RestrictedExpression::new_string(p.clone())),
-            ),
+        let mut fields = request::context_fields(&as_gateway, Some(workspace), built.account);
+        fields.push((
+            "privileges",
+            Field::StringSet(req.privileges.iter().cloned().collect()),
         ));
-        let context = Context::from_pairs(context).map_err(|e| chain(&e))?;
-        let request = Request::new(
-            built.principal,
-            action,
-            resource,
-            context,
-            Some(self.schema()),
-        )
-        .map_err(|e| format!("request does not conform to the schema: {}", chain(&e)))?;
-        entities.push(action_entity);
-        let entities = Entities::from_entities(entities, None).map_err(|e| chain(&e))?;
-        Ok((request, entities))
+        let schema = self.schema();
+        match evaluation {
+            Evaluation::WholeSet => {
+                let context = context::checked(fields)?;
+                let request = checked_request(
+                    built.principal,
+                    action.uid.clone(),
+                    resource,
+                    context,
+                    schema,
+                )?;
+                let entities = entity_store::checked(&entities, [action.entity.clone()], None)?;
+                Ok((request, entities))
+            }
+            Evaluation::Sliced => {
+                let shape = Shape {
+                    action: action.index(),
+                    principal: req.principal.kind,
+                    resource: match req.securable {
+                        Securable::Catalog { .. } => ResourceShape::Catalog,
+                        Securable::Schema { .. } => ResourceShape::Schema,
+                        Securable::Table { .. } => ResourceShape::Table,
+                    },
+                    workspace: true,
+                    token: req.token_id.is_some(),
+                    privileges_empty: Some(req.privileges.is_empty()),
+                };
+                let context = context::direct(&vocab.constructors, fields)?;
+                let request = vocab.shapes.request(
+                    shape,
+                    (built.principal, action.uid.clone(), resource),
+                    context,
+                    schema,
+                )?;
+                let entities = entity_store::fast(entities, &action.entity, &action.shared)?;
+                Ok((request, entities))
+            }
+        }
     }
 }

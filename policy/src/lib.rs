@@ -9,12 +9,22 @@
 //! depends on no other workspace crate.
 
 mod check;
+mod context;
 mod data;
+mod entity_store;
 mod error;
 mod ip_access;
+mod load;
 mod policy_set;
+mod quick_hash;
 mod request;
 mod schema_actions;
+mod scope_index;
+#[cfg(test)]
+mod test_policies;
+#[cfg(test)]
+mod test_rng;
+mod validation;
 
 pub use check::{check, validate_dir, ValidationReport};
 pub use data::{DataAuthzRequest, Securable};
@@ -22,6 +32,6 @@ pub use error::{PolicyError, PolicyWarning};
 pub use ip_access::{
     parse_entry, parse_network, IpAccessPolicy, IpNet, IpVerdict, Ipv4Net, ListKind,
 };
-pub use policy_set::{Decision, PolicyBundle};
+pub use policy_set::{Decision, Evaluation, PolicyBundle};
 pub use request::{AuthzRequest, PrincipalInput, PrincipalKind, ResourceInput};
 pub use schema_actions::{schema_actions, ActionKind, SchemaAction};

@@ -1,16 +1,15 @@
 //! Loading, validating and deciding with one schema and its policies.
 
-use crate::error::{locate, Located, PolicyError, PolicyWarning};
+use crate::error::{PolicyError, PolicyWarning};
+use crate::load::{parse_policies, parse_schema, read_dir_sources, version_of};
 use crate::request::{self, AuthzRequest, Vocabulary};
-use cedar_policy::ffi::DetailedError;
-use cedar_policy::{
-    Authorizer, Entities, Policy, PolicyId, PolicySet, Request, Schema, ValidationMode, Validator,
-};
+use crate::scope_index::ScopeIndex;
+use crate::validation::validate;
+use cedar_policy::{Authorizer, Entities, PolicySet, Request, Schema};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
 /// The outcome of one authorization question.
@@ -38,6 +37,19 @@ impl Decision {
     }
 }
 
+/// How a decision is made. Both give the same decision, determining policies and errors; the
+/// differential tests and the benchmark compare them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation {
+    /// What [`PolicyBundle::authorize`] does: Cedar asked only about the policies whose scope
+    /// can match the request (the scope index's slice), over a request and entity store built
+    /// without the work whose outcome is known (see `request::build`).
+    Sliced,
+    /// The oracle: every policy of the set evaluated, the request validated against the
+    /// schema and the hierarchy's closure computed by Cedar, as the façade was first written.
+    WholeSet,
+}
+
 /// A validated schema and policy set: immutable, and cheap to clone (an `Arc` inside), so a
 /// reload swaps the whole bundle.
 #[derive(Clone)]
@@ -48,6 +60,9 @@ pub struct PolicyBundle {
 struct Inner {
     schema: Schema,
     policies: PolicySet,
+    /// The same policies filed by scope; see `scope_index` for why a slice decides exactly as
+    /// the whole set.
+    index: ScopeIndex,
     vocab: Vocabulary,
     authorizer: Authorizer,
     version: String,
@@ -156,7 +171,7 @@ impl PolicyBundle {
             return Err(errors);
         };
         // Validate whatever parsed, so type errors come out alongside syntax errors elsewhere.
-        validate(&schema, &parsed, &mut errors, &mut warnings);
+        validate(&schema, schema_text, &parsed, &mut errors, &mut warnings);
         let vocab = match Vocabulary::new(&schema) {
             Ok(v) => Some(v),
             Err(message) => {
@@ -172,6 +187,7 @@ impl PolicyBundle {
                 inner: Arc::new(Inner {
                     version: version_of(schema_name, schema_text, &sorted),
                     schema,
+                    index: ScopeIndex::new(&parsed.set),
                     policies: parsed.set,
                     vocab,
                     authorizer: Authorizer::new(),
@@ -206,6 +222,20 @@ impl PolicyBundle {
         &self.inner.warnings
     }
 
+    /// Decides one request without the memo, the way `evaluation` says: what the differential
+    /// test and the benchmark compare. [`Self::authorize`] is this (sliced), memoized.
+    pub fn authorize_uncached(&self, request: &AuthzRequest, evaluation: Evaluation) -> Decision {
+        let (vocab, schema) = (&self.inner.vocab, &self.inner.schema);
+        let built = match evaluation {
+            Evaluation::Sliced => request::build(vocab, schema, request),
+            Evaluation::WholeSet => request::build_checked(vocab, schema, request),
+        };
+        match built {
+            Ok((req, entities)) => self.decide_with(&req, &entities, evaluation),
+            Err(error) => Decision::deny_with_error(error),
+        }
+    }
+
     /// Decides one request. Never fails: a request that cannot be built is a deny carrying the
     /// reason in [`Decision::errors`].
     pub fn authorize(&self, request: &AuthzRequest) -> Decision {
@@ -220,10 +250,7 @@ impl PolicyBundle {
         if let Some(hit) = key.as_ref().and_then(|k| self.inner.decisions.get(k)) {
             return hit;
         }
-        let decision = match request::build(&self.inner.vocab, &self.inner.schema, request) {
-            Ok((req, entities)) => self.decide(&req, &entities),
-            Err(error) => Decision::deny_with_error(error),
-        };
+        let decision = self.authorize_uncached(request, Evaluation::Sliced);
         // Decisions with evaluation errors are not kept: each occurrence should be evaluated
         // (and logged) anew.
         if let (Some(key), true) = (key, decision.errors.is_empty()) {
@@ -240,295 +267,66 @@ impl PolicyBundle {
         &self.inner.schema
     }
 
+    /// Decides a built request over the slice its scope can match.
     pub(crate) fn decide(&self, request: &Request, entities: &Entities) -> Decision {
+        self.decide_with(request, entities, Evaluation::Sliced)
+    }
+
+    pub(crate) fn decide_with(
+        &self,
+        request: &Request,
+        entities: &Entities,
+        evaluation: Evaluation,
+    ) -> Decision {
+        match evaluation {
+            Evaluation::Sliced => self.decide_sliced(request, entities),
+            Evaluation::WholeSet => self.decide_whole(request, entities),
+        }
+    }
+
+    /// Cedar over every policy: the oracle.
+    fn decide_whole(&self, request: &Request, entities: &Entities) -> Decision {
         let response = self
             .inner
             .authorizer
             .is_authorized(request, &self.inner.policies, entities);
         let diagnostics = response.diagnostics();
-        let mut determining_policies: Vec<String> =
+        let determining_policies: Vec<String> =
             diagnostics.reason().map(ToString::to_string).collect();
+        let errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
+        let allows = response.decision() == cedar_policy::Decision::Allow;
+        Decision::of(allows, determining_policies, errors)
+    }
+
+    /// Cedar over the slice: the policies whose scope can match (see `scope_index`).
+    fn decide_sliced(&self, request: &Request, entities: &Entities) -> Decision {
+        match self.inner.index.evaluate(request, entities) {
+            Some(outcome) => Decision::of(outcome.allows, outcome.determining, outcome.errors),
+            // Only a request with unknowns (never built here) gives no outcome; Cedar's
+            // authorizer is the authority on those.
+            None => self.decide_whole(request, entities),
+        }
+    }
+}
+
+impl Decision {
+    fn of(
+        cedar_allows: bool,
+        mut determining_policies: Vec<String>,
+        mut errors: Vec<String>,
+    ) -> Self {
         determining_policies.sort_unstable();
-        let mut errors: Vec<String> = diagnostics.errors().map(ToString::to_string).collect();
         errors.sort_unstable();
         Decision {
             // INVARIANT: an evaluation error never ends in an allow (see `Decision::allowed`).
-            allowed: response.decision() == cedar_policy::Decision::Allow && errors.is_empty(),
+            allowed: cedar_allows && errors.is_empty(),
             determining_policies,
             errors,
         }
     }
 }
 
-fn parse_schema(
-    name: &str,
-    text: &str,
-    errors: &mut Vec<PolicyError>,
-    warnings: &mut Vec<PolicyWarning>,
-) -> Option<Schema> {
-    match Schema::from_cedarschema_str(text) {
-        Ok((schema, schema_warnings)) => {
-            for w in schema_warnings {
-                let located = locate(DetailedError::from(&w), name, text, 0);
-                warnings.extend(located.into_iter().map(PolicyWarning::from));
-            }
-            Some(schema)
-        }
-        Err(e) => {
-            let located = locate(DetailedError::from(&e), name, text, 0);
-            errors.extend(located.into_iter().map(PolicyError::from));
-            None
-        }
-    }
-}
-
-/// Strict validation, each diagnostic mapped back to the file its policy came from.
-fn validate(
-    schema: &Schema,
-    parsed: &Parsed<'_>,
-    errors: &mut Vec<PolicyError>,
-    warnings: &mut Vec<PolicyWarning>,
-) {
-    let validation = Validator::new(schema.clone()).validate(&parsed.set, ValidationMode::Strict);
-    let type_errors = validation
-        .validation_errors()
-        .flat_map(|e| parsed.locate(e.policy_id(), DetailedError::from(e)));
-    errors.extend(
-        fold_same_position(type_errors.collect())
-            .into_iter()
-            .map(PolicyError::from),
-    );
-    let type_warnings = validation
-        .validation_warnings()
-        .flat_map(|w| parsed.locate(w.policy_id(), DetailedError::from(w)));
-    warnings.extend(
-        fold_same_position(type_warnings.collect())
-            .into_iter()
-            .map(PolicyWarning::from),
-    );
-}
-
-type Sources = Vec<(String, String)>;
-
-/// Reads the schema files and policy files of `dir`, each sorted by name.
-fn read_dir_sources(dir: &Path) -> Result<(Sources, Sources), Vec<PolicyError>> {
-    let io_error = |path: &Path, e: std::io::Error| PolicyError::Load {
-        path: path.display().to_string(),
-        message: format!("cannot read: {e}"),
-    };
-    let entries = std::fs::read_dir(dir).map_err(|e| vec![io_error(dir, e)])?;
-    let mut paths = Vec::new();
-    let mut errors = Vec::new();
-    for entry in entries {
-        match entry {
-            Ok(entry) => paths.push(entry.path()),
-            Err(e) => errors.push(io_error(dir, e)),
-        }
-    }
-    paths.sort();
-    let (mut schemas, mut policies) = (Vec::new(), Vec::new());
-    for path in paths {
-        let list = match path.extension().and_then(|e| e.to_str()) {
-            Some("cedarschema") => &mut schemas,
-            Some("cedar") => &mut policies,
-            _ => continue,
-        };
-        if !path.is_file() {
-            continue;
-        }
-        match std::fs::read_to_string(&path) {
-            Ok(text) => list.push((path.display().to_string(), text)),
-            Err(e) => errors.push(io_error(&path, e)),
-        }
-    }
-    if errors.is_empty() {
-        Ok((schemas, policies))
-    } else {
-        Err(errors)
-    }
-}
-
-/// The policies of every file, renamed to their final ids, and where each came from.
-struct Parsed<'a> {
-    set: PolicySet,
-    ids: Vec<String>,
-    /// id → (file name, file text, byte offset of the policy in the file)
-    origin: HashMap<String, (&'a str, &'a str, usize)>,
-}
-
-impl Parsed<'_> {
-    fn locate(&self, id: &PolicyId, diag: DetailedError) -> impl Iterator<Item = Located> {
-        let located = match self.origin.get(id.to_string().as_str()) {
-            Some((file, text, offset)) => locate(diag, file, text, *offset),
-            // Cannot happen (every policy in the set came from a file); still say something.
-            None => locate(diag, "<unknown>", "", 0),
-        };
-        located.into_iter()
-    }
-}
-
-/// Parses every policy file; syntax errors, templates and id clashes go to `errors`, and the
-/// policies that parsed are returned so they can still be validated.
-fn parse_policies<'a>(files: &[(&'a str, &'a str)], errors: &mut Vec<PolicyError>) -> Parsed<'a> {
-    let mut parsed = Parsed {
-        set: PolicySet::new(),
-        ids: Vec::new(),
-        origin: HashMap::new(),
-    };
-    for &(file, text) in files {
-        parsed.add_file(file, text, errors);
-    }
-    parsed
-}
-
-impl<'a> Parsed<'a> {
-    fn add_file(&mut self, file: &'a str, text: &'a str, errors: &mut Vec<PolicyError>) {
-        let set = match PolicySet::from_str(text) {
-            Ok(set) => set,
-            Err(e) => {
-                let located = locate(DetailedError::from(&e), file, text, 0);
-                errors.extend(located.into_iter().map(PolicyError::from));
-                return;
-            }
-        };
-        for template in set.templates() {
-            let offset = offset_of(text, &template.to_string(), 0);
-            let message = "templates (policies with `?principal` or `?resource`) are not supported";
-            errors.push(at(file, text, offset, message.into()));
-        }
-        let stem = Path::new(file)
-            .file_stem()
-            .map_or_else(|| file.to_owned(), |s| s.to_string_lossy().into_owned());
-        let mut search_from = 0;
-        for (index, policy) in in_source_order(&set) {
-            let offset = offset_of(text, &policy.to_string(), search_from);
-            search_from = offset + 1;
-            let id = match policy.annotation("id") {
-                Some(id) => id.to_owned(),
-                None => format!("{stem}:{index}"),
-            };
-            if let Err(message) = self.add_policy(id, policy, (file, text, offset)) {
-                errors.push(at(file, text, offset, message));
-            }
-        }
-    }
-
-    fn add_policy(
-        &mut self,
-        id: String,
-        policy: &Policy,
-        origin: (&'a str, &'a str, usize),
-    ) -> Result<(), String> {
-        if id.is_empty() {
-            return Err("empty `@id` annotation".into());
-        }
-        if let Some((first, _, _)) = self.origin.get(id.as_str()) {
-            return Err(if *first == origin.0 {
-                format!("duplicate policy id `{id}` (used twice in this file)")
-            } else {
-                format!("duplicate policy id `{id}` (also used in `{first}`)")
-            });
-        }
-        self.set
-            .add(policy.new_id(PolicyId::new(&id)))
-            .map_err(|e| e.to_string())?;
-        self.origin.insert(id.clone(), origin);
-        self.ids.push(id);
-        Ok(())
-    }
-}
-
-/// The policies of one parsed text with their 0-based position in it.
-fn in_source_order(set: &PolicySet) -> Vec<(usize, &Policy)> {
-    // Cedar names the policies of a text `policy0`, `policy1`, ... in source order
-    // (documented on `PolicySet::from_str`), and iterates them in no particular order.
-    let mut policies: Vec<_> = set
-        .policies()
-        .map(|p| {
-            let index = p
-                .id()
-                .to_string()
-                .strip_prefix("policy")
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(usize::MAX);
-            (index, p)
-        })
-        .collect();
-    policies.sort_by_key(|(index, _)| *index);
-    policies
-}
-
-/// Sorts by position and folds diagnostics at the same position into one: cedar type-checks a
-/// policy once per action it may apply to, so one mistake in a policy covering every action
-/// would otherwise be reported sixty times.
-fn fold_same_position(mut items: Vec<Located>) -> Vec<Located> {
-    items.sort_by(|a, b| {
-        (&a.file, a.line, a.column, &a.message).cmp(&(&b.file, b.line, b.column, &b.message))
-    });
-    let mut folded: Vec<(Located, usize)> = Vec::new();
-    for item in items {
-        match folded.last_mut() {
-            Some((prev, more))
-                if (&prev.file, prev.line, prev.column) == (&item.file, item.line, item.column) =>
-            {
-                *more += 1;
-            }
-            _ => folded.push((item, 0)),
-        }
-    }
-    folded
-        .into_iter()
-        .map(|(mut item, more)| {
-            if more > 0 {
-                item.message = format!("{} (and {more} more at this position)", item.message);
-            }
-            item
-        })
-        .collect()
-}
-
-fn at(file: &str, text: &str, offset: usize, message: String) -> PolicyError {
-    let (line, column) = crate::error::line_column(text, offset);
-    PolicyError::Source {
-        file: file.to_owned(),
-        line,
-        column,
-        message,
-    }
-}
-
-/// Where a policy's text (as cedar kept it) starts in its file; 0 when not found.
-fn offset_of(text: &str, policy_text: &str, from: usize) -> usize {
-    text.get(from..)
-        .and_then(|rest| rest.find(policy_text))
-        .map_or(0, |i| from + i)
-}
-
-/// FNV-1a over file names and contents: stable across runs, platforms and Rust versions
-/// (unlike `DefaultHasher`), and collision resistance is not needed for a version label.
-fn version_of(schema_name: &str, schema_text: &str, policies: &[(&str, &str)]) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes.iter().chain([0u8].iter()) {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    };
-    let base = |name: &str| {
-        Path::new(name)
-            .file_name()
-            .map_or_else(|| name.to_owned(), |n| n.to_string_lossy().into_owned())
-    };
-    feed(base(schema_name).as_bytes());
-    feed(schema_text.as_bytes());
-    for (name, text) in policies {
-        feed(base(name).as_bytes());
-        feed(text.as_bytes());
-    }
-    format!("{hash:016x}").chars().take(12).collect()
-}
-
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,19 @@
 //! The request façade: what the gateway knows about one request, and its translation into the
 //! Cedar request and entity set that `lakeward.cedarschema` describes.
 
+use crate::context::{self, Constructors, Field};
+use crate::entity_store::{self, AttrValue, EntitySpec};
 use crate::error::chain;
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression,
-    Schema,
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Request, Schema,
 };
+use cedar_policy_core::ast;
+use cedar_policy_core::validator::ValidatorEntityTypeKind;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,9 +100,102 @@ pub(crate) struct Vocabulary {
     account_admin: EntityUid,
     /// `CreateToken` → the action's uid and its entity (ancestors already transitively closed
     /// by the schema), for every action in the `Lakeward` namespace.
-    pub(crate) actions: HashMap<String, (EntityUid, Entity)>,
+    pub(crate) actions: HashMap<String, ActionEntity>,
     /// The catalog's entity types, when the schema has them.
     pub(crate) data: Option<DataVocabulary>,
+    /// The constructor of `context.clientIp`, looked up once.
+    pub(crate) constructors: Constructors,
+    pub(crate) shapes: ConformingShapes,
+}
+
+/// One action of the schema, in the forms the two ways of building a store take it.
+#[derive(Debug)]
+pub(crate) struct ActionEntity {
+    pub(crate) uid: EntityUid,
+    pub(crate) entity: Entity,
+    pub(crate) shared: Arc<ast::Entity>,
+    /// Its position among the actions, for [`Shape`].
+    index: usize,
+}
+
+/// What decides whether a request the façade builds conforms to the schema: the action, the
+/// principal's and resource's types, and which optional context fields are present. Every
+/// value the façade puts in a request has the type the schema gives it, whatever the value
+/// (entity ids are free unless an entity type is an enumeration, which
+/// [`ConformingShapes::new`] rules out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Shape {
+    pub(crate) action: usize,
+    pub(crate) principal: PrincipalKind,
+    pub(crate) resource: ResourceShape,
+    pub(crate) workspace: bool,
+    pub(crate) token: bool,
+    /// For data requests: whether `context.privileges` is empty (an empty set conforms to a
+    /// set of any element type).
+    pub(crate) privileges_empty: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ResourceShape {
+    Workspace,
+    Account,
+    Caller,
+    Catalog,
+    Schema,
+    Table,
+}
+
+/// The request shapes the schema has accepted, so that a request of a known shape skips
+/// Cedar's request validation (about a tenth of an uncached decision). A shape not yet seen is
+/// validated in full, and one the schema rejects is validated every time, so the error names
+/// this request's values exactly as before.
+#[derive(Debug)]
+pub(crate) struct ConformingShapes {
+    /// Off when the schema has entity types whose ids are checked (enumerations) or that it
+    /// does not define (external): there, conformance depends on values, not shapes.
+    enabled: bool,
+    known: parking_lot::RwLock<HashSet<Shape>>,
+}
+
+impl ConformingShapes {
+    fn new(schema: &Schema) -> Self {
+        let core: &cedar_policy_core::validator::ValidatorSchema = schema.as_ref();
+        Self {
+            enabled: core
+                .entity_types()
+                .all(|t| matches!(t.kind, ValidatorEntityTypeKind::Standard(_))),
+            known: parking_lot::RwLock::new(HashSet::new()),
+        }
+    }
+
+    pub(crate) fn request(
+        &self,
+        shape: Shape,
+        (principal, action, resource): (EntityUid, EntityUid, EntityUid),
+        context: Context,
+        schema: &Schema,
+    ) -> Result<Request, String> {
+        if self.enabled && self.known.read().contains(&shape) {
+            return Request::new(principal, action, resource, context, None).map_err(|e| chain(&e));
+        }
+        let request = checked_request(principal, action, resource, context, schema)?;
+        if self.enabled {
+            self.known.write().insert(shape);
+        }
+        Ok(request)
+    }
+}
+
+/// `Request::new` against the schema, with the façade's message.
+pub(crate) fn checked_request(
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    context: Context,
+    schema: &Schema,
+) -> Result<Request, String> {
+    Request::new(principal, action, resource, context, Some(schema))
+        .map_err(|e| format!("request does not conform to the schema: {}", chain(&e)))
 }
 
 /// The catalog entity types, when the schema declares them: what the data façade (`data`)
@@ -168,8 +265,18 @@ impl Vocabulary {
         let actions = action_entities
             .iter()
             .filter(|a| a.uid().type_name().to_string() == action_type)
-            .map(|a| (a.uid().id().unescaped().to_owned(), (a.uid(), a.clone())))
+            .enumerate()
+            .map(|(index, a)| {
+                let action = ActionEntity {
+                    uid: a.uid(),
+                    entity: a.clone(),
+                    shared: Arc::new(a.as_ref().clone()),
+                    index,
+                };
+                (a.uid().id().unescaped().to_owned(), action)
+            })
             .collect();
+        let constructors = Constructors::new()?;
         let vocab = Self {
             user: ty("User")?,
             service_principal: ty("ServicePrincipal")?,
@@ -181,6 +288,8 @@ impl Vocabulary {
             account_admin: uid(&role, "account_admin"),
             actions,
             data: DataVocabulary::new(schema),
+            constructors,
+            shapes: ConformingShapes::new(schema),
         };
         vocab.self_check(schema)?;
         Ok(vocab)
@@ -214,18 +323,13 @@ impl Vocabulary {
                 token_id: None,
                 request_time_unix: 0,
             };
-            let mut built = entities(self, &sample)?;
+            let built = entities(self, &sample)?;
             // Requests leave these out of the store (see `entities`), which is only right
             // while the schema gives them no required attributes; this checks it does not.
-            built.entities.extend(
-                [&built.account, &self.workspace_admin, &self.account_admin]
-                    .map(|uid| Entity::new_no_attrs(uid.clone(), HashSet::new())),
-            );
-            Entities::from_entities(built.entities, Some(schema)).map_err(|e| {
-                format!(
-                    "the schema does not describe the entities the gateway builds: {}",
-                    chain(&e)
-                )
+            let left_out = [&built.account, &self.workspace_admin, &self.account_admin]
+                .map(|uid| Entity::new_no_attrs(uid.clone(), HashSet::new()));
+            entity_store::checked(&built.entities, left_out, Some(schema)).map_err(|e| {
+                format!("the schema does not describe the entities the gateway builds: {e}")
             })?;
         }
         Ok(())
@@ -236,93 +340,124 @@ fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
-fn attrs<const N: usize>(
-    pairs: [(&str, RestrictedExpression); N],
-) -> HashMap<String, RestrictedExpression> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// Builds the Cedar request (its context type-checked against the schema) and entity set.
+/// Builds the Cedar request and entity set the way the façade first did, every check Cedar's
+/// own: the request validated against the schema, the closure of the hierarchy computed by
+/// Cedar. [`build`] must give exactly this; it is the oracle the differential tests use.
 ///
 /// Every failure is a message for `Decision::errors`: the caller denies, never panics.
+pub(crate) fn build_checked(
+    vocab: &Vocabulary,
+    schema: &Schema,
+    req: &AuthzRequest,
+) -> Result<(Request, Entities), String> {
+    let action = vocab.action(&req.action)?;
+    let built = entities(vocab, req)?;
+    let resource = resource_of(req, &built)?;
+    let context = context::checked(context_fields(req, built.workspace, built.account))?;
+    let request = checked_request(
+        built.principal,
+        action.uid.clone(),
+        resource,
+        context,
+        schema,
+    )?;
+    // `action in Action::"SelfService"` reads the request action's ancestors from the store;
+    // no policy can read anything else about actions, so that one entity is enough. The other
+    // entities were checked against the schema once, in `Vocabulary::self_check`: checking
+    // them (and adding every action) per request made a decision about 40% slower.
+    let entities = entity_store::checked(&built.entities, [action.entity.clone()], None)?;
+    Ok((request, entities))
+}
+
+/// Builds the Cedar request and entity set for a decision: what [`build_checked`] builds,
+/// without the work whose outcome is already known (the validation of a request of a shape
+/// the schema accepted, Cedar's closure of a hierarchy the façade built acyclic).
 pub(crate) fn build(
     vocab: &Vocabulary,
     schema: &Schema,
     req: &AuthzRequest,
 ) -> Result<(Request, Entities), String> {
-    let (action, action_entity) = vocab
-        .actions
-        .get(&req.action)
-        .ok_or_else(|| format!("unknown action `{}`", req.action))?
-        .clone();
-    let Built {
-        mut entities,
-        principal,
-        workspace,
-        account,
-    } = entities(vocab, req)?;
+    let action = vocab.action(&req.action)?;
+    let built = entities(vocab, req)?;
+    let resource = resource_of(req, &built)?;
+    let shape = Shape {
+        action: action.index,
+        principal: req.principal.kind,
+        resource: match req.resource {
+            ResourceInput::Workspace => ResourceShape::Workspace,
+            ResourceInput::Account => ResourceShape::Account,
+            ResourceInput::Caller => ResourceShape::Caller,
+        },
+        workspace: built.workspace.is_some(),
+        token: req.token_id.is_some(),
+        privileges_empty: None,
+    };
+    let fields = context_fields(req, built.workspace, built.account);
+    let context = context::direct(&vocab.constructors, fields)?;
+    let request = vocab.shapes.request(
+        shape,
+        (built.principal, action.uid.clone(), resource),
+        context,
+        schema,
+    )?;
+    let entities = entity_store::fast(built.entities, &action.entity, &action.shared)?;
+    Ok((request, entities))
+}
 
-    let resource = match req.resource {
-        ResourceInput::Workspace => workspace.clone().ok_or_else(|| {
+impl Vocabulary {
+    pub(crate) fn action(&self, name: &str) -> Result<&ActionEntity, String> {
+        self.actions
+            .get(name)
+            .ok_or_else(|| format!("unknown action `{name}`"))
+    }
+}
+
+fn resource_of(req: &AuthzRequest, built: &Built) -> Result<EntityUid, String> {
+    match req.resource {
+        ResourceInput::Workspace => built.workspace.clone().ok_or_else(|| {
             format!(
                 "action `{}` acts on the workspace but the request addresses none",
                 req.action
             )
-        })?,
-        ResourceInput::Account => account.clone(),
-        ResourceInput::Caller => principal.clone(),
-    };
+        }),
+        ResourceInput::Account => Ok(built.account.clone()),
+        ResourceInput::Caller => Ok(built.principal.clone()),
+    }
+}
 
-    let context =
-        Context::from_pairs(context_pairs(req, workspace, account)).map_err(|e| chain(&e))?;
-    let request = Request::new(principal, action, resource, context, Some(schema))
-        .map_err(|e| format!("request does not conform to the schema: {}", chain(&e)))?;
-    // `action in Action::"SelfService"` reads the request action's ancestors from the store;
-    // no policy can read anything else about actions, so that one entity is enough. The other
-    // entities were checked against the schema once, in `Vocabulary::self_check`: checking
-    // them (and adding every action) per request made a decision about 40% slower.
-    entities.push(action_entity);
-    let entities = Entities::from_entities(entities, None).map_err(|e| chain(&e))?;
-    Ok((request, entities))
+impl ActionEntity {
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
 }
 
 /// The context `RequestContext` in the schema describes; `Request::new` type-checks it.
-pub(crate) fn context_pairs(
+pub(crate) fn context_fields(
     req: &AuthzRequest,
     workspace: Option<EntityUid>,
     account: EntityUid,
-) -> Vec<(String, RestrictedExpression)> {
+) -> Vec<(&'static str, Field)> {
     let client_ip = match req.client_ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
-    let mut pairs = Vec::with_capacity(6);
-    let mut push = |key: &str, value| pairs.push((key.to_owned(), value));
-    push(
-        "clientIp",
-        RestrictedExpression::new_ip(client_ip.to_string()),
-    );
+    let mut fields = Vec::with_capacity(7);
+    fields.push(("clientIp", Field::Ip(client_ip.to_string())));
     if let Some(ws) = workspace {
-        push("workspace", RestrictedExpression::new_entity_uid(ws));
+        fields.push(("workspace", Field::Entity(ws)));
     }
-    push("account", RestrictedExpression::new_entity_uid(account));
-    push(
-        "authMethod",
-        RestrictedExpression::new_string(req.auth_method.clone()),
-    );
+    fields.push(("account", Field::Entity(account)));
+    fields.push(("authMethod", Field::String(req.auth_method.clone())));
     if let Some(token) = &req.token_id {
-        push("tokenId", RestrictedExpression::new_string(token.clone()));
+        fields.push(("tokenId", Field::String(token.clone())));
     }
-    push(
-        "requestTime",
-        RestrictedExpression::new_long(req.request_time_unix),
-    );
-    pairs
+    fields.push(("requestTime", Field::Long(req.request_time_unix)));
+    fields
 }
 
 /// The non-action entities of one request, and the uids the request refers to.
 pub(crate) struct Built {
-    pub(crate) entities: Vec<Entity>,
+    pub(crate) entities: Vec<EntitySpec>,
     pub(crate) principal: EntityUid,
     pub(crate) workspace: Option<EntityUid>,
     pub(crate) account: EntityUid,
@@ -338,19 +473,16 @@ pub(crate) fn entities(vocab: &Vocabulary, req: &AuthzRequest) -> Result<Built, 
     let workspace = match &req.workspace {
         Some((id, name)) => {
             let ws = uid(&vocab.workspace, &id.to_string());
-            let entity = Entity::new(
-                ws.clone(),
-                attrs([("name", RestrictedExpression::new_string(name.clone()))]),
-                HashSet::from([account.clone()]),
-            )
-            .map_err(|e| chain(&e))?;
-            entities.push(entity);
+            entities.push(
+                EntitySpec::new(ws.clone(), vec![account.clone()])
+                    .with("name", AttrValue::String(name.clone())),
+            );
             Some(ws)
         }
         None => None,
     };
 
-    let principal = principal_entities(vocab, &req.principal, &mut entities)?;
+    let principal = principal_entities(vocab, &req.principal, &mut entities);
     Ok(Built {
         entities,
         principal,
@@ -363,63 +495,47 @@ pub(crate) fn entities(vocab: &Vocabulary, req: &AuthzRequest) -> Result<Built, 
 fn principal_entities(
     vocab: &Vocabulary,
     p: &PrincipalInput,
-    entities: &mut Vec<Entity>,
-) -> Result<EntityUid, String> {
+    entities: &mut Vec<EntitySpec>,
+) -> EntityUid {
     let ty = match p.kind {
         PrincipalKind::Anonymous => {
             // Anonymous callers have no groups or roles whatever the input says.
-            entities.push(Entity::new_no_attrs(
-                vocab.anonymous.clone(),
-                HashSet::new(),
-            ));
-            return Ok(vocab.anonymous.clone());
+            entities.push(EntitySpec::new(vocab.anonymous.clone(), Vec::new()));
+            return vocab.anonymous.clone();
         }
         PrincipalKind::User => &vocab.user,
         PrincipalKind::ServicePrincipal => &vocab.service_principal,
     };
     let me = uid(ty, &p.id);
-    let mut parents = HashSet::with_capacity(p.groups.len() + 3);
-    for (id, display_name) in &p.groups {
+    let mut parents = Vec::with_capacity(p.groups.len() + 3);
+    // A repeated group id would make a duplicate entity, which cedar rejects: the first of
+    // each id is kept (the sort is stable).
+    let mut groups: Vec<&(String, String)> = p.groups.iter().collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups.dedup_by(|a, b| a.0 == b.0);
+    for (id, display_name) in groups {
         let group = uid(&vocab.group, id);
-        // A repeated group id would make a duplicate entity, which cedar rejects.
-        if parents.insert(group.clone()) {
-            entities.push(
-                Entity::new(
-                    group,
-                    attrs([(
-                        "displayName",
-                        RestrictedExpression::new_string(display_name.clone()),
-                    )]),
-                    HashSet::new(),
-                )
-                .map_err(|e| chain(&e))?,
-            );
-        }
+        parents.push(group.clone());
+        entities.push(
+            EntitySpec::new(group, Vec::new())
+                .with("displayName", AttrValue::String(display_name.clone())),
+        );
     }
     for (held, role) in [
         (p.workspace_admin, &vocab.workspace_admin),
         (p.account_admin, &vocab.account_admin),
     ] {
         if held {
-            parents.insert(role.clone());
+            parents.push(role.clone());
         }
     }
     if let Some(ws) = p.member_of_workspace {
-        parents.insert(uid(&vocab.workspace, &ws.to_string()));
+        parents.push(uid(&vocab.workspace, &ws.to_string()));
     }
     entities.push(
-        Entity::new(
-            me.clone(),
-            attrs([
-                (
-                    "userName",
-                    RestrictedExpression::new_string(p.user_name.clone()),
-                ),
-                ("active", RestrictedExpression::new_bool(p.active)),
-            ]),
-            parents,
-        )
-        .map_err(|e| chain(&e))?,
+        EntitySpec::new(me.clone(), parents)
+            .with("userName", AttrValue::String(p.user_name.clone()))
+            .with("active", AttrValue::Bool(p.active)),
     );
-    Ok(me)
+    me
 }
