@@ -11,6 +11,7 @@
 mod check;
 mod context;
 mod data;
+mod decision_cache;
 mod entity_store;
 mod error;
 mod ip_access;

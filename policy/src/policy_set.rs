@@ -1,5 +1,6 @@
 //! Loading, validating and deciding with one schema and its policies.
 
+use crate::decision_cache::DecisionCache;
 use crate::error::{PolicyError, PolicyWarning};
 use crate::load::{parse_policies, parse_schema, read_dir_sources, version_of};
 use crate::request::{self, AuthzRequest, Vocabulary};
@@ -7,7 +8,6 @@ use crate::scope_index::ScopeIndex;
 use crate::validation::validate;
 use cedar_policy::{Authorizer, Entities, PolicySet, Request, Schema};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
@@ -71,35 +71,7 @@ struct Inner {
     /// Whether any policy mentions `requestTime`; when none does, decisions do not depend on
     /// it and it is left out of the cache key.
     reads_request_time: bool,
-    decisions: DecisionCache,
-}
-
-/// Decisions already made by this bundle. A decision is a pure function of the request, the
-/// entities built from it and the policy set; the set is fixed for the bundle's life (a reload
-/// makes a new bundle, with an empty cache), and everything the entities are built from is in
-/// the key, so a hit returns exactly what evaluation would.
-#[derive(Default)]
-struct DecisionCache {
-    /// parking_lot's: it does not poison, so a panic while it was held cannot switch the
-    /// cache off for the bundle's life (std's made every later `get` and `put` skip).
-    entries: parking_lot::Mutex<HashMap<AuthzRequest, Decision>>,
-}
-
-/// Past this many entries the cache starts over; it holds recent callers, not history.
-const DECISION_CACHE_CAPACITY: usize = 16_384;
-
-impl DecisionCache {
-    fn get(&self, key: &AuthzRequest) -> Option<Decision> {
-        self.entries.lock().get(key).cloned()
-    }
-
-    fn put(&self, key: AuthzRequest, decision: &Decision) {
-        let mut entries = self.entries.lock();
-        if entries.len() >= DECISION_CACHE_CAPACITY {
-            entries.clear();
-        }
-        entries.insert(key, decision.clone());
-    }
+    decisions: DecisionCache<Decision>,
 }
 
 impl fmt::Debug for PolicyBundle {
@@ -194,7 +166,7 @@ impl PolicyBundle {
                     policy_ids: parsed.ids,
                     warnings,
                     reads_request_time: sorted.iter().any(|(_, text)| text.contains("requestTime")),
-                    decisions: DecisionCache::default(),
+                    decisions: DecisionCache::new(),
                 }),
             }),
             _ => Err(errors),
@@ -239,22 +211,20 @@ impl PolicyBundle {
     /// Decides one request. Never fails: a request that cannot be built is a deny carrying the
     /// reason in [`Decision::errors`].
     pub fn authorize(&self, request: &AuthzRequest) -> Decision {
-        let key = if self.inner.reads_request_time {
-            None
-        } else {
-            Some(AuthzRequest {
-                request_time_unix: 0,
-                ..request.clone()
-            })
-        };
-        if let Some(hit) = key.as_ref().and_then(|k| self.inner.decisions.get(k)) {
+        // The cache leaves the request time out of its key: only right while no policy reads
+        // it.
+        if self.inner.reads_request_time {
+            return self.authorize_uncached(request, Evaluation::Sliced);
+        }
+        let (slot, hit) = self.inner.decisions.get(request);
+        if let Some(hit) = hit {
             return hit;
         }
         let decision = self.authorize_uncached(request, Evaluation::Sliced);
         // Decisions with evaluation errors are not kept: each occurrence should be evaluated
         // (and logged) anew.
-        if let (Some(key), true) = (key, decision.errors.is_empty()) {
-            self.inner.decisions.put(key, &decision);
+        if decision.errors.is_empty() {
+            self.inner.decisions.put(slot, request, &decision);
         }
         decision
     }

@@ -27,18 +27,27 @@ use cedar_policy_core::authorizer::AuthorizationError as CoreAuthorizationError;
 use cedar_policy_core::evaluator::Evaluator;
 use cedar_policy_core::extensions::Extensions;
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 /// The policy set in buckets of policy numbers.
 pub(crate) struct ScopeIndex {
     /// Every policy, numbered.
     policies: Vec<Indexed>,
-    /// Bucket 0 holds the policies whose scope constrains nothing the index files by; every
-    /// request picks it.
-    buckets: Vec<Vec<u32>>,
+    /// The policy numbers of every bucket, one bucket after another.
+    members: Vec<u32>,
+    /// The policies whose scope constrains nothing the index files by; every request picks
+    /// them.
+    unscoped: Bucket,
     principal: Slot,
     action: Slot,
     resource: Slot,
+}
+
+/// A bucket: its range of [`ScopeIndex::members`].
+#[derive(Clone, Copy, Default)]
+struct Bucket {
+    start: u32,
+    len: u32,
 }
 
 /// Cedar's answer: whether it allows, the policies that determined it, the policies that
@@ -54,9 +63,8 @@ pub(crate) struct Outcome {
 pub(crate) struct Indexed {
     /// Cedar's own form of the policy.
     pub(crate) policy: ast::Policy,
-    /// `policy.condition()`, which Cedar's evaluator otherwise builds anew (a tree of new
-    /// nodes) every time it evaluates the policy.
-    pub(crate) condition: ast::Expr,
+    /// The policy's id as Cedar's responses print it (escaped), printed once.
+    id: String,
     scope: Scope,
 }
 
@@ -67,29 +75,47 @@ struct Scope {
     resource: EntityScope,
 }
 
+/// A uid or type with its [`print`]: comparing prints first leaves the uid itself (behind
+/// pointers, cold in a large set) untouched unless it is likely the same.
+struct Known<T> {
+    print: u64,
+    value: T,
+}
+
+impl<T: Hash> Known<T> {
+    fn new(value: T) -> Self {
+        Self {
+            print: print(&value),
+            value,
+        }
+    }
+}
+
 enum EntityScope {
     Any,
-    Eq(EntityUid),
-    In(EntityUid),
-    Is(EntityTypeName),
-    IsIn(EntityTypeName, EntityUid),
+    Eq(Known<EntityUid>),
+    In(Known<EntityUid>),
+    Is(Known<EntityTypeName>),
+    IsIn(Known<EntityTypeName>, Known<EntityUid>),
 }
 
 enum ActionScope {
     Any,
-    Eq(EntityUid),
-    In(Vec<EntityUid>),
+    Eq(Known<EntityUid>),
+    In(Vec<Known<EntityUid>>),
 }
 
-/// The buckets filed under one of the scope's three positions.
+/// The buckets filed under one of the scope's three positions, by the [`print`] of the uid
+/// or type (two that share a print share a bucket, which only adds candidates that the
+/// exact scope test then leaves out).
 #[derive(Default)]
 struct Slot {
     /// `== E`: the request's entity is `E`.
-    eq: HashMap<EntityUid, usize, QuickHash>,
+    eq: HashMap<u64, Bucket, QuickHash>,
     /// `in E` (and `is T in E`): the request's entity is `E` or has it among its ancestors.
-    within: HashMap<EntityUid, usize, QuickHash>,
+    within: HashMap<u64, Bucket, QuickHash>,
     /// `is T`: the request's entity is of type `T`.
-    is: HashMap<EntityTypeName, usize, QuickHash>,
+    is: HashMap<u64, Bucket, QuickHash>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -99,33 +125,59 @@ enum Position {
     Resource,
 }
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// Where a policy can be filed: a kind of constraint at a position, and the print of what it
+/// names.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
-    Eq(Position, EntityUid),
-    In(Position, EntityUid),
-    Is(Position, EntityTypeName),
+    Eq(Position, u64),
+    In(Position, u64),
+    Is(Position, u64),
 }
 
-const UNSCOPED: usize = 0;
+/// A 64-bit digest of a uid or type, the same for equal values.
+fn print<T: Hash + ?Sized>(value: &T) -> u64 {
+    QuickHash.hash_one(value)
+}
 
 /// One of the request's principal, action and resource, with its ancestors in the store.
 struct Seen<'a> {
     uid: &'a EntityUid,
-    ancestors: Vec<&'a EntityUid>,
+    print: u64,
+    type_print: u64,
+    ancestors: Vec<(u64, &'a EntityUid)>,
 }
 
 impl<'a> Seen<'a> {
     fn new(uid: &'a EntityUid, entities: &'a Entities) -> Self {
         let ancestors = entities
             .ancestors(uid)
-            .map(Iterator::collect)
+            .map(|all| all.map(|a| (print(a), a)).collect())
             .unwrap_or_default();
-        Self { uid, ancestors }
+        Self {
+            uid,
+            print: print(uid),
+            type_print: print(uid.type_name()),
+            ancestors,
+        }
+    }
+
+    /// `uid == e`.
+    fn is(&self, e: &Known<EntityUid>) -> bool {
+        self.print == e.print && *self.uid == e.value
     }
 
     /// `uid in e`, as Cedar evaluates it: the entity itself or one of its ancestors.
-    fn within(&self, e: &EntityUid) -> bool {
-        self.uid == e || self.ancestors.contains(&e)
+    fn within(&self, e: &Known<EntityUid>) -> bool {
+        self.is(e)
+            || self
+                .ancestors
+                .iter()
+                .any(|(print, a)| *print == e.print && **a == e.value)
+    }
+
+    /// `uid is t`.
+    fn of_type(&self, t: &Known<EntityTypeName>) -> bool {
+        self.type_print == t.print && *self.uid.type_name() == t.value
     }
 }
 
@@ -133,10 +185,10 @@ impl EntityScope {
     fn matches(&self, seen: &Seen<'_>) -> bool {
         match self {
             EntityScope::Any => true,
-            EntityScope::Eq(e) => seen.uid == e,
+            EntityScope::Eq(e) => seen.is(e),
             EntityScope::In(e) => seen.within(e),
-            EntityScope::Is(t) => seen.uid.type_name() == t,
-            EntityScope::IsIn(t, e) => seen.uid.type_name() == t && seen.within(e),
+            EntityScope::Is(t) => seen.of_type(t),
+            EntityScope::IsIn(t, e) => seen.of_type(t) && seen.within(e),
         }
     }
 }
@@ -145,7 +197,7 @@ impl Scope {
     fn matches(&self, principal: &Seen<'_>, action: &Seen<'_>, resource: &Seen<'_>) -> bool {
         let action_matches = match &self.action {
             ActionScope::Any => true,
-            ActionScope::Eq(a) => action.uid == a,
+            ActionScope::Eq(a) => action.is(a),
             ActionScope::In(list) => list.iter().any(|a| action.within(a)),
         };
         action_matches && self.principal.matches(principal) && self.resource.matches(resource)
@@ -160,24 +212,20 @@ impl ScopeIndex {
         // How many policies could be filed under each key: each policy goes where the fewest
         // others could, so that a request's buckets stay small (a policy per group is filed
         // by its group, not by the action all of them share).
-        let mut crowd: HashMap<&Key, usize> = HashMap::new();
+        let mut crowd: HashMap<Key, usize, QuickHash> = HashMap::default();
         for (_, options) in &policies {
             for key in options.iter().flatten() {
-                *crowd.entry(key).or_default() += 1;
+                *crowd.entry(*key).or_default() += 1;
             }
         }
-        let mut index = Self {
-            policies: Vec::with_capacity(policies.len()),
-            buckets: vec![Vec::new()],
-            principal: Slot::default(),
-            action: Slot::default(),
-            resource: Slot::default(),
-        };
+        let mut filed: HashMap<Key, Vec<u32>, QuickHash> = HashMap::default();
+        let mut unscoped = Vec::new();
+        let mut indexed = Vec::with_capacity(policies.len());
         for (number, (policy, options)) in (0u32..).zip(&policies) {
             let core: &ast::Policy = policy.as_ref();
-            index.policies.push(Indexed {
+            indexed.push(Indexed {
                 policy: core.clone(),
-                condition: core.condition(),
+                id: policy.id().to_string(),
                 scope: scope_of(policy),
             });
             let chosen = options.iter().min_by_key(|keys| {
@@ -186,47 +234,59 @@ impl ScopeIndex {
                     .sum::<usize>()
             });
             match chosen {
-                None => index.file(UNSCOPED, number),
+                None => unscoped.push(number),
                 Some(keys) => {
                     for key in keys {
-                        let bucket = index.bucket_for(key);
-                        index.file(bucket, number);
+                        filed.entry(*key).or_default().push(number);
                     }
                 }
             }
         }
+        let mut index = Self {
+            policies: indexed,
+            members: Vec::new(),
+            unscoped: Bucket::default(),
+            principal: Slot::default(),
+            action: Slot::default(),
+            resource: Slot::default(),
+        };
+        index.unscoped = index.add_bucket(&unscoped);
+        for (key, numbers) in filed {
+            let bucket = index.add_bucket(&numbers);
+            let (position, print) = match key {
+                Key::Eq(position, print) | Key::In(position, print) | Key::Is(position, print) => {
+                    (position, print)
+                }
+            };
+            let slot = match position {
+                Position::Principal => &mut index.principal,
+                Position::Action => &mut index.action,
+                Position::Resource => &mut index.resource,
+            };
+            let table = match key {
+                Key::Eq(..) => &mut slot.eq,
+                Key::In(..) => &mut slot.within,
+                Key::Is(..) => &mut slot.is,
+            };
+            table.insert(print, bucket);
+        }
         index
     }
 
-    fn file(&mut self, bucket: usize, policy: u32) {
-        if let Some(b) = self.buckets.get_mut(bucket) {
-            b.push(policy);
-        }
-    }
-
-    fn bucket_for(&mut self, key: &Key) -> usize {
-        let next = self.buckets.len();
-        let bucket = match key {
-            Key::Eq(position, uid) => *self.slot(*position).eq.entry(uid.clone()).or_insert(next),
-            Key::In(position, uid) => *self
-                .slot(*position)
-                .within
-                .entry(uid.clone())
-                .or_insert(next),
-            Key::Is(position, ty) => *self.slot(*position).is.entry(ty.clone()).or_insert(next),
+    fn add_bucket(&mut self, numbers: &[u32]) -> Bucket {
+        let bucket = Bucket {
+            start: u32::try_from(self.members.len()).unwrap_or(u32::MAX),
+            len: u32::try_from(numbers.len()).unwrap_or(u32::MAX),
         };
-        if bucket == next {
-            self.buckets.push(Vec::new());
-        }
+        self.members.extend_from_slice(numbers);
         bucket
     }
 
-    fn slot(&mut self, position: Position) -> &mut Slot {
-        match position {
-            Position::Principal => &mut self.principal,
-            Position::Action => &mut self.action,
-            Position::Resource => &mut self.resource,
-        }
+    fn members(&self, bucket: Bucket) -> &[u32] {
+        let start = bucket.start as usize;
+        self.members
+            .get(start..start + bucket.len as usize)
+            .unwrap_or_default()
     }
 
     /// The policies whose scope matches `request`, each once, in load order. A request with
@@ -242,14 +302,13 @@ impl ScopeIndex {
         let action = Seen::new(action, entities);
         let resource = Seen::new(resource, entities);
         let mut picked = Vec::with_capacity(8);
-        picked.push(UNSCOPED);
+        picked.push(self.unscoped);
         self.principal.pick(&principal, &mut picked);
         self.action.pick(&action, &mut picked);
         self.resource.pick(&resource, &mut picked);
         let mut numbers: Vec<u32> = picked
             .into_iter()
-            .filter_map(|b| self.buckets.get(b))
-            .flatten()
+            .flat_map(|b| self.members(b))
             .copied()
             .collect();
         // A policy filed under several action keys (`action in [A, B]`) may come from more
@@ -282,24 +341,29 @@ impl ScopeIndex {
         let (mut permits, mut forbids, mut errors) = (Vec::new(), Vec::new(), Vec::new());
         for indexed in self.slice(request, entities) {
             let policy = &indexed.policy;
-            // `Evaluator::partial_evaluate(policy)`, over the condition built once.
-            let outcome = match evaluator.partial_interpret(&indexed.condition, policy.env()) {
-                Ok(PartialValue::Value(value)) => match value.value_kind() {
-                    ValueKind::Lit(Literal::Bool(satisfied)) => Ok(*satisfied),
-                    // A condition is a conjunction, a boolean or an error; were it not,
-                    // Cedar's own evaluation of the policy says what it is.
-                    _ => match evaluator.partial_evaluate(policy) {
-                        Ok(evaluated) => Ok(evaluated.left()?),
-                        Err(error) => Err(error),
+            // Cedar evaluates `principal-scope && action-scope && resource-scope && body`; the
+            // slice holds only policies whose scope is true (and a scope cannot fail), so the
+            // conjunction is the body's value: a boolean, or the body's error.
+            let outcome = match policy.non_scope_constraints() {
+                None => Ok(true),
+                Some(body) => match evaluator.partial_interpret(body, policy.env()) {
+                    Ok(PartialValue::Value(value)) => match value.value_kind() {
+                        ValueKind::Lit(Literal::Bool(satisfied)) => Ok(*satisfied),
+                        // Not a boolean (a validated policy's body always is): the
+                        // conjunction's type error is Cedar's to word.
+                        _ => match evaluator.partial_evaluate(policy) {
+                            Ok(evaluated) => Ok(evaluated.left()?),
+                            Err(error) => Err(error),
+                        },
                     },
+                    Ok(PartialValue::Residual(_)) => return None,
+                    Err(error) => Err(error),
                 },
-                Ok(PartialValue::Residual(_)) => return None,
-                Err(error) => Err(error),
             };
             match outcome {
                 Ok(true) => match policy.effect() {
-                    Effect::Permit => permits.push(policy.id().to_string()),
-                    Effect::Forbid => forbids.push(policy.id().to_string()),
+                    Effect::Permit => permits.push(indexed.id.clone()),
+                    Effect::Forbid => forbids.push(indexed.id.clone()),
                 },
                 Ok(false) => {}
                 Err(error) => {
@@ -327,17 +391,24 @@ impl ScopeIndex {
     /// How many buckets the set was filed into (the unscoped one included).
     #[cfg(test)]
     pub(crate) fn bucket_count(&self) -> usize {
-        self.buckets.len()
+        1 + [&self.principal, &self.action, &self.resource]
+            .iter()
+            .map(|s| s.eq.len() + s.within.len() + s.is.len())
+            .sum::<usize>()
     }
 }
 
 impl Slot {
-    fn pick(&self, seen: &Seen<'_>, picked: &mut Vec<usize>) {
-        picked.extend(self.eq.get(seen.uid));
-        picked.extend(self.is.get(seen.uid.type_name()));
+    fn pick(&self, seen: &Seen<'_>, picked: &mut Vec<Bucket>) {
+        picked.extend(self.eq.get(&seen.print));
+        picked.extend(self.is.get(&seen.type_print));
         if !self.within.is_empty() {
-            picked.extend(self.within.get(seen.uid));
-            picked.extend(seen.ancestors.iter().filter_map(|a| self.within.get(*a)));
+            picked.extend(self.within.get(&seen.print));
+            picked.extend(
+                seen.ancestors
+                    .iter()
+                    .filter_map(|(p, _)| self.within.get(p)),
+            );
         }
     }
 }
@@ -348,10 +419,10 @@ fn entity_scope(
     is: Option<EntityTypeName>,
 ) -> EntityScope {
     match (eq, within, is) {
-        (Some(e), _, _) => EntityScope::Eq(e),
-        (None, Some(e), Some(t)) => EntityScope::IsIn(t, e),
-        (None, Some(e), None) => EntityScope::In(e),
-        (None, None, Some(t)) => EntityScope::Is(t),
+        (Some(e), _, _) => EntityScope::Eq(Known::new(e)),
+        (None, Some(e), Some(t)) => EntityScope::IsIn(Known::new(t), Known::new(e)),
+        (None, Some(e), None) => EntityScope::In(Known::new(e)),
+        (None, None, Some(t)) => EntityScope::Is(Known::new(t)),
         (None, None, None) => EntityScope::Any,
     }
 }
@@ -387,8 +458,10 @@ fn scope_of(policy: &Policy) -> Scope {
         principal: entity_scope(pe, pi, pt),
         action: match policy.action_constraint() {
             ActionConstraint::Any => ActionScope::Any,
-            ActionConstraint::Eq(a) => ActionScope::Eq(a),
-            ActionConstraint::In(list) => ActionScope::In(list),
+            ActionConstraint::Eq(a) => ActionScope::Eq(Known::new(a)),
+            ActionConstraint::In(list) => {
+                ActionScope::In(list.into_iter().map(Known::new).collect())
+            }
         },
         resource: entity_scope(re, ri, rt),
     }
@@ -401,9 +474,9 @@ fn filings(policy: &Policy) -> Vec<Vec<Key>> {
     let mut entity =
         |position,
          (eq, within, is): (Option<EntityUid>, Option<EntityUid>, Option<EntityTypeName>)| {
-            options.extend(eq.map(|e| vec![Key::Eq(position, e)]));
-            options.extend(within.map(|e| vec![Key::In(position, e)]));
-            options.extend(is.map(|t| vec![Key::Is(position, t)]));
+            options.extend(eq.map(|e| vec![Key::Eq(position, print(&e))]));
+            options.extend(within.map(|e| vec![Key::In(position, print(&e))]));
+            options.extend(is.map(|t| vec![Key::Is(position, print(&t))]));
         };
     entity(
         Position::Principal,
@@ -415,12 +488,12 @@ fn filings(policy: &Policy) -> Vec<Vec<Key>> {
     );
     match policy.action_constraint() {
         ActionConstraint::Any => {}
-        ActionConstraint::Eq(a) => options.push(vec![Key::Eq(Position::Action, a)]),
+        ActionConstraint::Eq(a) => options.push(vec![Key::Eq(Position::Action, print(&a))]),
         // `action in []` matches nothing; it stays unscoped (and its scope test says no).
         ActionConstraint::In(list) if !list.is_empty() => {
             let mut keys: Vec<Key> = Vec::with_capacity(list.len());
             for a in list {
-                let key = Key::In(Position::Action, a);
+                let key = Key::In(Position::Action, print(&a));
                 if !keys.contains(&key) {
                     keys.push(key);
                 }
