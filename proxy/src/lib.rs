@@ -50,6 +50,7 @@ mod observe;
 mod pipeline;
 mod policy_store;
 mod ratelimit;
+mod redis_target;
 mod route;
 mod server;
 mod shared;

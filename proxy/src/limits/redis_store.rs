@@ -11,6 +11,7 @@
 //! ends; the URL (it may hold a password) never is.
 
 use super::gcra::{Decision, Gcra};
+use crate::redis_target::RedisTarget;
 use arc_swap::ArcSwapOption;
 use backon::BackoffBuilder;
 use prometheus::IntGauge;
@@ -75,13 +76,11 @@ struct Connected {
 
 /// The shared counters.
 pub(crate) struct RedisStore {
-    client: redis::Client,
+    redis: RedisTarget,
     current: ArcSwapOption<Connected>,
     next_id: AtomicU64,
     broken: Notify,
     timeout: Duration,
-    /// The URL's password, scrubbed from logged errors.
-    secret: Option<String>,
     /// `gateway_rate_limit_redis_up`.
     up: IntGauge,
 }
@@ -93,20 +92,14 @@ impl RedisStore {
         timeout: Duration,
         up: IntGauge,
     ) -> Result<RedisStore, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let secret = client
-            .get_connection_info()
-            .redis_settings()
-            .password()
-            .map(str::to_owned);
+        let redis = RedisTarget::open(url)?;
         up.set(0);
         Ok(RedisStore {
-            client,
+            redis,
             current: ArcSwapOption::empty(),
             next_id: AtomicU64::new(1),
             broken: Notify::new(),
             timeout,
-            secret,
             up,
         })
     }
@@ -144,7 +137,7 @@ impl RedisStore {
                 refused_by: usize::try_from(refused_by).unwrap_or(0_usize),
             }),
             Ok(Err(e)) => {
-                self.lost(connected.id, &self.scrub(&e.to_string()));
+                self.lost(connected.id, &self.redis.scrub(&e.to_string()));
                 Err(Unavailable)
             }
             Err(_) => {
@@ -187,7 +180,7 @@ impl RedisStore {
                 Err(e) => {
                     if !outage {
                         tracing::warn!(
-                            error = %self.scrub(&e.to_string()),
+                            error = %self.redis.scrub(&e.to_string()),
                             "Redis for rate limits unreachable; limits use their fallback until it is back"
                         );
                         outage = true;
@@ -203,6 +196,7 @@ impl RedisStore {
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(CONNECT_TIMEOUT));
         let mut conn = self
+            .redis
             .client
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
@@ -216,13 +210,6 @@ impl RedisStore {
             conn,
             sha,
         })
-    }
-
-    fn scrub(&self, error: &str) -> String {
-        match &self.secret {
-            Some(secret) if !secret.is_empty() => error.replace(secret.as_str(), "***"),
-            _ => error.to_owned(),
-        }
     }
 }
 
