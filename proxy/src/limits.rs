@@ -59,7 +59,11 @@ pub(crate) struct Limiter {
     rules_file: Option<PathBuf>,
     rules: ArcSwap<RuleSet>,
     failed_auth: Option<Gcra>,
+    /// This process's counters of the admins' rules: keys only an authenticated caller makes.
     local: LocalStore,
+    /// This process's failed-authentication counters, apart: their keys are addresses anyone
+    /// can make, and a flood of them must not start the request limits' counters over.
+    local_failed_auth: LocalStore,
     redis: Option<RedisStore>,
     fail_mode: FailMode,
     /// Addresses (IPv6 by /64) out of failed-authentication room, until when.
@@ -100,6 +104,7 @@ impl Limiter {
             rules: ArcSwap::from_pointee(RuleSet::compile(&rules)),
             failed_auth: Gcra::new(failed.requests, failed.period_secs, failed.burst),
             local: LocalStore::new(),
+            local_failed_auth: LocalStore::new(),
             redis,
             fail_mode: settings.redis_unavailable,
             blocked: Mutex::new(HashMap::new()),
@@ -173,12 +178,12 @@ impl Limiter {
         let address = address_key(ip);
         let keys = [(format!("{}:fa:{address}", self.prefix), gcra)];
         let decision = match &self.redis {
-            None => self.local.decide(&keys),
+            None => self.local_failed_auth.decide(&keys),
             Some(redis) => match redis.decide(&keys).await {
                 Ok(decision) => decision,
                 Err(redis_store::Unavailable) => {
                     self.fallbacks.with_label_values(&["local"]).inc();
-                    self.local.decide(&keys)
+                    self.local_failed_auth.decide(&keys)
                 }
             },
         };
@@ -318,5 +323,38 @@ mod tests {
         let left = limiter.address_blocked(ip).unwrap();
         assert!(left > Duration::from_secs(1700) && left <= Duration::from_secs(1800));
         assert_eq!(limiter.address_blocked(other), None);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_failing_addresses_leaves_the_request_limits_alone() {
+        let registry = prometheus::Registry::new();
+        let metrics = GatewayMetrics::register(&registry).unwrap();
+        let mut config = Config::default();
+        config.rate_limits.rules = vec![RateLimitRule {
+            name: "one-a-day".into(),
+            requests: 1,
+            period_secs: 86_400,
+            ..RateLimitRule::default()
+        }];
+        let limiter = Limiter::new(&config, &metrics).unwrap();
+        let alice = RequestFacts {
+            method: "GET",
+            path: "/api/2.0/clusters/list",
+            principal: Some(("1", "alice@x.com")),
+            token_id: None,
+            workspace: Some(1),
+        };
+        limiter.check(&alice).await.unwrap();
+        assert!(limiter.check(&alice).await.is_err(), "over the rule");
+        // More distinct addresses than a counter table holds, each failing once: IPv6 /64s
+        // are plentiful to an attacker.
+        for n in 0..=gcra::MAX_COUNTERS as u64 {
+            let ip = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(n) << 64));
+            limiter.failed_authentication(ip).await;
+        }
+        assert!(
+            matches!(limiter.check(&alice).await, Err(Limited::Exceeded { .. })),
+            "Alice's counter survived the flood"
+        );
     }
 }

@@ -104,7 +104,7 @@ pub(crate) fn decide(
 
 /// Counters are dropped rather than grown past this many (a flood of new keys cannot take the
 /// gateway's memory; a counter whose TAT has passed holds nothing anyway).
-const MAX_COUNTERS: usize = 100_000;
+pub(crate) const MAX_COUNTERS: usize = 100_000;
 
 /// This process's counters.
 pub(crate) struct LocalStore {
